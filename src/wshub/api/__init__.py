@@ -1,0 +1,1 @@
+"""The HTTP side: server API, health, metrics, admin and demo pages."""

@@ -1,0 +1,338 @@
+"""One upgraded WebSocket connection on picows: reader, writer, heartbeat, close.
+
+Reading and writing never wait on each other. Inbound frames are handled in picows's
+``data_received`` callback; outbound bytes go straight into the socket transport's write
+buffer (no task, no await per message), so a publication fans out to every subscriber in
+one synchronous pass. The write buffer is the bounded outbound queue: when it passes
+``send_queue_bytes`` the event loop calls ``pause_writing`` and the connection is closed as
+a slow consumer, so a client that stops reading costs at most its queue bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from wshub.codes import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_PROTOCOL_ERROR,
+    Disconnect,
+)
+from wshub.errors import DisconnectError, ProtocolViolation
+from wshub.middleware.base import CloseInfo, Request
+from wshub.protocol.assembler import MessageAssembler
+
+if TYPE_CHECKING:
+    from wshub.transport.server import Route, Server
+
+log = logging.getLogger("wshub.transport")
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CONT = WSMsgType.CONTINUATION
+_PING = WSMsgType.PING
+_PONG = WSMsgType.PONG
+_CLOSE = WSMsgType.CLOSE
+
+# How long a closing connection waits for the peer's close frame before aborting.
+CLOSE_TIMEOUT = 2.0
+
+
+class Handler(Protocol):
+    """What a route attaches to each of its connections (the hub session, a raw route)."""
+
+    def on_open(self, conn: Connection) -> None: ...
+
+    def on_message(self, conn: Connection, data: bytes, text: bool) -> None: ...
+
+    def send_ping(self, conn: Connection) -> None:
+        """Send one heartbeat ping (a ping frame, or the hub protocol's ``{}``)."""
+        ...
+
+    def on_close(self, conn: Connection, code: int, reason: str) -> None: ...
+
+
+class Connection(WSListener):  # type: ignore[misc]
+    """A live WebSocket connection. ``id`` is unique in the process (and across nodes)."""
+
+    def __init__(self, server: Server, conn_id: str, request: Request, handler: Handler) -> None:
+        self.server = server
+        self.id = conn_id
+        self.request = request
+        self.handler = handler
+        self.transport: WSTransport | None = None
+        self.route: Route | None = None
+        self.ctx: Any = None
+        """Per-connection object owned by the route's handler (a hub session, a RawConnection)."""
+        self.task: asyncio.Task[None] | None = None
+        self.state: dict[str, Any] = request.state
+        self.opened_at = time.time()
+        self._opened_mono = time.monotonic()
+        self.closing = False
+        self.closed = False
+        self.close_code = 1006
+        self.close_reason = ""
+        self.messages_in = 0
+        self.messages_out = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._frames_in = 0
+        self._assembler = MessageAssembler(server.config.websocket.max_message_size)
+        self._timer: asyncio.TimerHandle | None = None
+        self._ping_mark = 0
+        self._idle_mark = 0
+        self._idle_since = self._opened_mono
+        self._paused_reading = False
+
+    # -- picows callbacks ------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        raw = transport.underlying_transport
+        ws = self.server.config.websocket
+        raw.set_write_buffer_limits(
+            high=ws.send_queue_bytes, low=min(ws.write_buffer_low, ws.send_queue_bytes // 2)
+        )
+        self.server.register(self)
+        self._schedule(self.server.config.websocket.ping_interval, self._heartbeat)
+        try:
+            self.handler.on_open(self)
+        except DisconnectError as exc:
+            self.close(exc.disconnect)
+        except Exception:
+            log.exception("connection handler failed on open", extra={"conn_id": self.id})
+            self.close(CLOSE_INTERNAL_ERROR)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self._frames_in += 1
+        mt = frame.msg_type
+        if mt is _TEXT or mt is _BINARY or mt is _CONT:
+            if self.closing:
+                return
+            payload = frame.get_payload_as_bytes()
+            self.bytes_in += len(payload)
+            try:
+                data = self._assembler.feed(
+                    mt.value, frame.fin, frame.rsv1 or frame.rsv2 or frame.rsv3, payload
+                )
+            except ProtocolViolation as exc:
+                self.close(exc.disconnect)
+                return
+            if data is None:
+                return
+            self.messages_in += 1
+            try:
+                self.handler.on_message(self, data, self._assembler.is_text)
+            except ProtocolViolation as exc:
+                self.close(exc.disconnect)
+            except DisconnectError as exc:
+                self.close(exc.disconnect)
+            except Exception:
+                log.exception("connection handler failed", extra={"conn_id": self.id})
+                self.close(CLOSE_INTERNAL_ERROR)
+        elif mt is _PING:
+            if frame.rsv1 or frame.rsv2 or frame.rsv3:
+                self.close(CLOSE_PROTOCOL_ERROR)
+                return
+            if not self.closing:
+                transport.send_pong(frame.get_payload_as_bytes())
+        elif mt is _PONG:
+            if frame.rsv1 or frame.rsv2 or frame.rsv3:
+                self.close(CLOSE_PROTOCOL_ERROR)
+        elif mt is _CLOSE:
+            self._on_close_frame(transport, frame)
+
+    def _on_close_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        # picows has validated the code and the reason's UTF-8 (7.4.1, 5.5.1).
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            self.close(CLOSE_PROTOCOL_ERROR)
+            return
+        if not transport.is_close_frame_sent:
+            code = frame.get_close_code()
+            self.close_code = code.value if code is not WSCloseCode.NO_INFO else 1005
+            self.close_reason = frame.get_close_reason() if frame.payload_size > 2 else ""
+            # Echo the peer's code (5.5.1); an empty close is answered with an empty one.
+            transport.send_close(code)
+            self.closing = True
+        transport.disconnect()
+
+    def pause_writing(self) -> None:
+        # The write buffer passed send_queue_bytes: the peer is not reading fast enough.
+        self.server.metrics.slow_consumer()
+        self.close(self.server.slow_disconnect(self), abort_after=0.5)
+
+    def resume_writing(self) -> None:
+        pass
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.closing = True
+        self._cancel_timer()
+        hs = transport.close_handshake
+        if hs is not None and hs.sent is not None and not hs.recv_then_sent:
+            code = hs.sent.code
+            self.close_code = code.value if code is not WSCloseCode.NO_INFO else 1005
+            self.close_reason = hs.sent.reason
+        elif hs is not None and hs.recv is not None and self.close_code == 1006:
+            code = hs.recv.code
+            self.close_code = code.value if code is not WSCloseCode.NO_INFO else 1005
+            self.close_reason = hs.recv.reason
+        try:
+            self.handler.on_close(self, self.close_code, self.close_reason)
+        except Exception:
+            log.exception("connection handler failed on close", extra={"conn_id": self.id})
+        self.server.unregister(self)
+        self.request.run_close_callbacks(
+            CloseInfo(
+                conn_id=self.id,
+                code=self.close_code,
+                reason=self.close_reason,
+                duration=time.monotonic() - self._opened_mono,
+                messages_in=self.messages_in,
+                messages_out=self.messages_out,
+                bytes_in=self.bytes_in,
+                bytes_out=self.bytes_out,
+            )
+        )
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send(self, data: bytes) -> bool:
+        """Queue one text message. Never blocks; False if the connection is closing."""
+        if self.closing:
+            return False
+        t = self.transport
+        if t is None:
+            return False
+        self.messages_out += 1
+        self.bytes_out += len(data)
+        t.send(_TEXT, data)
+        return True
+
+    def send_binary(self, data: bytes) -> bool:
+        if self.closing or self.transport is None:
+            return False
+        self.messages_out += 1
+        self.bytes_out += len(data)
+        self.transport.send(_BINARY, data)
+        return True
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        if not self.closing and self.transport is not None:
+            self.transport.send_ping(payload)
+
+    @property
+    def write_buffer_size(self) -> int:
+        t = self.transport
+        return 0 if t is None else int(t.underlying_transport.get_write_buffer_size())
+
+    def close(self, disconnect: Disconnect, *, abort_after: float = CLOSE_TIMEOUT) -> None:
+        """Start the close handshake with ``disconnect``; idempotent.
+
+        The connection is aborted if the peer has not answered within ``abort_after``.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = disconnect.code
+        self.close_reason = disconnect.reason
+        t = self.transport
+        if t is None:
+            return
+        try:
+            t.send_close(_close_code(disconnect.code), disconnect.reason.encode()[:123])
+        except Exception:  # the socket may already be gone
+            log.debug("send_close failed", exc_info=True)
+        self._cancel_timer()
+        if abort_after <= 0:
+            t.disconnect(graceful=False)
+        else:
+            self._schedule(abort_after, self._abort)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (no close handshake)."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.disconnect(graceful=False)
+
+    def pause_reading(self) -> None:
+        if not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.underlying_transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused_reading and self.transport is not None and not self.closed:
+            self._paused_reading = False
+            self.transport.underlying_transport.resume_reading()
+
+    # -- heartbeat and idle --------------------------------------------------------------
+
+    def _schedule(self, delay: float, cb: Callable[[], None]) -> None:
+        self._cancel_timer()
+        if delay > 0:
+            self._timer = self.server.loop.call_later(delay, cb)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _heartbeat(self) -> None:
+        self._timer = None
+        if self.closing:
+            return
+        ws = self.server.config.websocket
+        if ws.idle_timeout > 0:
+            now = time.monotonic()
+            if self.messages_in != self._idle_mark:
+                self._idle_mark = self.messages_in
+                self._idle_since = now
+            elif now - self._idle_since >= ws.idle_timeout:
+                self.close(self.server.idle_disconnect(self))
+                return
+        self._ping_mark = self._frames_in
+        try:
+            self.handler.send_ping(self)
+        except Exception:
+            log.exception("heartbeat ping failed", extra={"conn_id": self.id})
+        self._schedule(ws.pong_timeout, self._check_pong)
+
+    def _check_pong(self) -> None:
+        self._timer = None
+        if self.closing:
+            return
+        if self._frames_in == self._ping_mark:
+            # Nothing at all from the peer since the ping: it is gone (or stalled).
+            self.server.metrics.dead_peer()
+            self.close(self.server.no_pong_disconnect(self), abort_after=0.0)
+            return
+        ws = self.server.config.websocket
+        self._schedule(max(ws.ping_interval - ws.pong_timeout, 0.05), self._heartbeat)
+
+    def _abort(self) -> None:
+        self._timer = None
+        if self.transport is not None and not self.closed:
+            self.transport.disconnect(graceful=False)
+
+
+_CODE_CACHE: dict[int, Any] = {}
+
+
+def _close_code(code: int) -> Any:
+    """picows takes a WSCloseCode; application codes (3000-4999) are not enum members, so
+    build them through the enum's value lookup fallback."""
+    c = _CODE_CACHE.get(code)
+    if c is None:
+        try:
+            c = WSCloseCode(code)
+        except ValueError:
+            c = code
+        _CODE_CACHE[code] = c
+    return c

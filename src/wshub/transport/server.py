@@ -1,0 +1,304 @@
+"""The native WebSocket server: routing, the pre-upgrade chain, the registry, shutdown.
+
+picows parses HTTP and frames in C. Each TCP connection gets its own picows protocol whose
+listener factory runs here: validate the upgrade, find the route, run the middleware chain
+(which may refuse with a plain JSON response, never a 101), negotiate a subprotocol, and
+return a :class:`Connection` bound to the route's handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from picows import (
+    WSAutoPingStrategy,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
+from picows.picows import WSProtocol
+
+from wshub.codes import (
+    CLOSE_IDLE,
+    CLOSE_NO_PONG,
+    CLOSE_SLOW,
+    Disconnect,
+)
+from wshub.config import Config
+from wshub.metrics import Metrics
+from wshub.middleware.base import Next, Request, Response, reject
+from wshub.middleware.clientip import resolve_client_ip
+from wshub.transport.connection import Connection, Handler
+
+log = logging.getLogger("wshub.transport")
+
+
+@dataclass(slots=True)
+class Route:
+    """A path served by the WebSocket server.
+
+    ``make_handler`` builds the per-connection handler after the chain has passed.
+    ``subprotocols`` are the Sec-WebSocket-Protocol values this route speaks, preferred first.
+    ``slow``, ``idle`` and ``no_pong`` are the disconnects used on this route.
+    """
+
+    path: str
+    make_handler: Callable[[Request], Handler]
+    name: str = ""
+    subprotocols: tuple[str, ...] = ()
+    slow: Disconnect = CLOSE_SLOW
+    idle: Disconnect = CLOSE_IDLE
+    no_pong: Disconnect = CLOSE_NO_PONG
+    chain: Next | None = None
+
+
+@dataclass(slots=True)
+class Totals:
+    """Traffic of connections that have closed (live ones are summed at read time)."""
+
+    messages_in: int = 0
+    messages_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+def _json_error(resp: Response) -> WSUpgradeResponseWithListener:
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **resp.headers}
+    return WSUpgradeResponseWithListener(
+        WSUpgradeResponse.create_error_response(resp.status, resp.body_bytes(), headers), None
+    )
+
+
+class Server:
+    """Owns the listening socket and every live connection."""
+
+    def __init__(self, config: Config, chain: Next, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.chain = chain
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.routes: dict[str, Route] = {}
+        self.connections: dict[str, Connection] = {}
+        self.totals = Totals()
+        self.accepting = True
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(4)
+        self._picows_logger = logging.LoggerAdapter(logging.getLogger("wshub.picows"), {})
+        self._drained: asyncio.Event | None = None
+        self._trusted = list(config.limits.trusted_proxies)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    def add_route(self, route: Route) -> None:
+        self.routes[route.path] = route
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, *, sock: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        ws = self.config.websocket
+        handshake_timeout = ws.handshake_timeout or None
+        max_frame = ws.max_message_size
+        logger = self._picows_logger
+        on_upgrade = self._on_upgrade
+
+        def protocol_factory() -> WSProtocol:
+            proto: WSProtocol
+
+            def listener_factory(req: WSUpgradeRequest) -> Any:
+                return on_upgrade(req, proto)
+
+            proto = WSProtocol(
+                None,
+                None,
+                False,
+                listener_factory,
+                logger,
+                True,  # disconnect_on_exception
+                handshake_timeout,
+                False,  # auto ping: the connection runs its own heartbeat
+                20.0,
+                20.0,
+                WSAutoPingStrategy.PING_WHEN_IDLE,
+                False,  # auto pong: Connection answers pings after checking them
+                max_frame,
+                None,
+                1024,  # read buffer starts small; it grows for large messages
+            )
+            return proto
+
+        if sock is not None:
+            self._server = await self._loop.create_server(protocol_factory, sock=sock, backlog=4096)
+        else:
+            self._server = await self._loop.create_server(
+                protocol_factory,
+                self.config.host,
+                self.config.port,
+                backlog=4096,
+                reuse_address=True,
+            )
+
+    # -- accept path -------------------------------------------------------------------
+
+    def _on_upgrade(self, req: WSUpgradeRequest, proto: WSProtocol) -> Any:
+        try:
+            return self._upgrade(req, proto)
+        except Exception:
+            log.exception("upgrade handling failed")
+            resp = reject(500, "internal_error", "the upgrade could not be handled")
+            self.metrics.upgrade_rejected("internal_error", 500)
+            return _json_error(resp)
+
+    def _upgrade(self, req: WSUpgradeRequest, proto: WSProtocol) -> Any:
+        raw_path = req.path.decode("latin-1")
+        path, _, query = raw_path.partition("?")
+        route = self.routes.get(path)
+        if route is None:
+            return self._refuse(reject(404, "not_found", "no WebSocket route at this path"))
+        headers = req.headers
+        if not self.accepting:
+            return self._refuse(
+                reject(503, "shutting_down", "the server is shutting down", Retry_After="5")
+            )
+        problem = _upgrade_problem(req)
+        if problem is not None:
+            return self._refuse(problem)
+        peer = proto.transport.underlying_transport.get_extra_info("peername")
+        peer_ip = peer[0] if peer else ""
+        client_ip = resolve_client_ip(peer_ip, headers, self._trusted) if self._trusted else peer_ip
+        conn_id = f"{self._id_prefix}-{next(self._ids)}"
+        request = Request(
+            method=req.method.decode("latin-1"),
+            path=path,
+            query_string=query,
+            headers=headers,
+            peer_ip=peer_ip,
+            client_ip=client_ip,
+            conn_id=conn_id,
+        )
+        chain = route.chain if route.chain is not None else self.chain
+        resp = chain(request)
+        if resp is not None:
+            return self._refuse(resp)
+        handler = route.make_handler(request)
+        conn = Connection(self, conn_id, request, handler)
+        conn.route = route
+        extra: dict[str, str] = {}
+        if route.subprotocols:
+            chosen = _choose_subprotocol(
+                headers.getall("Sec-WebSocket-Protocol", []), route.subprotocols
+            )
+            if chosen:
+                extra["Sec-WebSocket-Protocol"] = chosen
+        if extra:
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(extra), conn)
+        return conn
+
+    def _refuse(self, resp: Response) -> WSUpgradeResponseWithListener:
+        self.metrics.upgrade_rejected(str(resp.body.get("error", "refused")), resp.status)
+        return _json_error(resp)
+
+    # -- registry ----------------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        route = conn.route
+        assert route is not None
+        self.metrics.connection_opened(route.name or route.path)
+
+    def unregister(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        t = self.totals
+        t.messages_in += conn.messages_in
+        t.messages_out += conn.messages_out
+        t.bytes_in += conn.bytes_in
+        t.bytes_out += conn.bytes_out
+        self.metrics.connection_closed(conn.close_code)
+        if self._drained is not None and not self.connections:
+            self._drained.set()
+
+    def live_totals(self) -> Totals:
+        t = self.totals
+        out = Totals(t.messages_in, t.messages_out, t.bytes_in, t.bytes_out)
+        for c in self.connections.values():
+            out.messages_in += c.messages_in
+            out.messages_out += c.messages_out
+            out.bytes_in += c.bytes_in
+            out.bytes_out += c.bytes_out
+        return out
+
+    def slow_disconnect(self, conn: Connection) -> Disconnect:
+        assert conn.route is not None
+        return conn.route.slow
+
+    def idle_disconnect(self, conn: Connection) -> Disconnect:
+        assert conn.route is not None
+        return conn.route.idle
+
+    def no_pong_disconnect(self, conn: Connection) -> Disconnect:
+        assert conn.route is not None
+        return conn.route.no_pong
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    async def stop_accepting(self) -> None:
+        self.accepting = False
+        if self._server is not None:
+            self._server.close()
+
+    async def drain(self, disconnect: Disconnect, timeout: float) -> None:
+        """Close every connection with ``disconnect`` and wait up to ``timeout`` for them."""
+        self._drained = asyncio.Event()
+        for conn in list(self.connections.values()):
+            conn.close(disconnect, abort_after=timeout)
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout + 0.5)
+            except TimeoutError:
+                for conn in list(self.connections.values()):
+                    conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+def _upgrade_problem(req: WSUpgradeRequest) -> Response | None:
+    """Check the parts of the upgrade request that picows checks only after the factory, so
+    that a request the chain passed (and the caps counted) is always upgraded."""
+    h = req.headers
+    if req.method != b"GET":
+        return reject(405, "method_not_allowed", "WebSocket upgrades use GET", Allow="GET")
+    if "websocket" not in h.get("Upgrade", "").lower():
+        return reject(
+            426, "upgrade_required", "this endpoint speaks WebSocket only", Upgrade="websocket"
+        )
+    if "upgrade" not in h.get("Connection", "").lower():
+        return reject(400, "bad_upgrade", "missing Connection: Upgrade")
+    if h.get("Sec-WebSocket-Version", "") != "13":
+        return reject(
+            426, "bad_version", "only WebSocket version 13 is supported", Sec_WebSocket_Version="13"
+        )
+    if not h.get("Sec-WebSocket-Key"):
+        return reject(400, "bad_upgrade", "missing Sec-WebSocket-Key")
+    return None
+
+
+def _choose_subprotocol(offered_headers: list[str], supported: tuple[str, ...]) -> str | None:
+    offered = [p.strip() for value in offered_headers for p in value.split(",") if p.strip()]
+    for proto in offered:
+        if proto in supported:
+            return proto
+    return None
