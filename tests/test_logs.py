@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,8 +37,6 @@ def record(msg: str = "hello", *args: Any, exc: bool = False, **extra: Any) -> l
         try:
             raise ValueError(f"boom {JWT}")
         except ValueError:
-            import sys
-
             exc_info = sys.exc_info()
     rec = logging.getLogger("wshub.test").makeRecord(
         "wshub.test", logging.INFO, __file__, 1, msg, args, exc_info, extra=extra or None
@@ -91,6 +90,13 @@ def test_registered_secret_scrubbed() -> None:
     line, _ = fmt(record("token was static-upgrade-token-XYZ, short"))
     assert "static-upgrade-token-XYZ" not in line
     assert "short" in line
+
+
+def test_registered_secret_with_json_escapes_scrubbed() -> None:
+    secret = 'we"ird\\secret-value'
+    register_secret(secret)
+    _line, doc = fmt(record("x", detail=f"has {secret} inside"))
+    assert doc["detail"] == f"has {REDACTED} inside"
 
 
 def test_unserialisable_values_fall_back() -> None:

@@ -239,7 +239,9 @@ def test_jwks_oct_keys_ignored(jwks_file: Path) -> None:
 
 def test_jwks_single_key_needs_no_kid(tmp_path: Path, ec_key: ec.EllipticCurvePrivateKey) -> None:
     f = tmp_path / "one.json"
-    f.write_text(json.dumps({"keys": [json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key()))]}))
+    f.write_text(
+        json.dumps({"keys": [json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key()))]})
+    )
     v = TokenVerifier(TokenConfig(jwks_file=str(f)))
     assert v.verify(jwt.encode(claims(), ec_key, algorithm="ES256"))["sub"] == "42"
 

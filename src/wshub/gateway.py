@@ -46,9 +46,11 @@ def load_app(spec: str) -> App:
 
 def build_engine(config: Config) -> Engine:
     if config.engine == "redis":
-        from wshub.brokers.redis import redis_engine  # noqa: PLC0415 - optional engine
+        from redis.asyncio import Redis  # noqa: PLC0415 - optional engine
 
-        return redis_engine(config.redis_url)
+        from wshub.brokers.redis import redis_engine  # noqa: PLC0415
+
+        return redis_engine(Redis.from_url(config.redis_url))
     from wshub.brokers.memory import memory_engine  # noqa: PLC0415
 
     return memory_engine()
@@ -57,14 +59,18 @@ def build_engine(config: Config) -> Engine:
 class Gateway:
     """Everything one process serves. Use ``async with Gateway(config, app) as gw``."""
 
-    def __init__(self, config: Config, app: App | None = None, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self, config: Config, app: App | None = None, *, engine: Engine | None = None
+    ) -> None:
         self.config = config
         self.app = app if app is not None else App()
         self.metrics = Metrics()
         self.engine = engine if engine is not None else build_engine(config)
         self.node = Node(config, self.engine, self.app, self.metrics)
         chain = build_chain(
-            default_chain(config, token_validator=self.app.token_validator, extra=self.app.middleware)
+            default_chain(
+                config, token_validator=self.app.token_validator, extra=self.app.middleware
+            )
         )
         self.server = Server(config, chain, self.metrics)
         self.server.add_route(
@@ -112,7 +118,11 @@ class Gateway:
         drain = self.config.websocket.drain_time
         self.node.shutdown_disconnect()
         await self.server.stop_accepting()
-        hub_conns = [c for c in self.server.connections.values() if c.route is not None and c.route.name == "hub"]
+        hub_conns = [
+            c
+            for c in self.server.connections.values()
+            if c.route is not None and c.route.name == "hub"
+        ]
         for c in hub_conns:
             c.close(DISCONNECT_SHUTDOWN, abort_after=drain)
         await self.server.drain(CLOSE_GOING_AWAY, drain)
@@ -137,7 +147,7 @@ async def serve(config: Config, app: App | None = None) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, gw.request_stop)
     await gw.start()
-    print(_banner(gw), flush=True)  # noqa: T201 - the one line a person running it reads
+    print(_banner(gw), flush=True)
     await gw.wait_stopped()
     await gw.shutdown()
     return 0
@@ -147,7 +157,9 @@ def _banner(gw: Gateway) -> str:
     host = gw.config.host
     lines = [f"wshub: WebSocket on ws://{host}:{gw.ws_port}{HUB_PATH}"]
     if gw.http is not None:
-        lines.append(f"wshub: HTTP on http://{host}:{gw.http_port} (/api, /metrics, /health, /ready)")
+        lines.append(
+            f"wshub: HTTP on http://{host}:{gw.http_port} (/api, /metrics, /health, /ready)"
+        )
         if gw.config.demo:
             lines.append(f"wshub: demo at http://{host}:{gw.http_port}/demo")
         if gw.config.admin_password:

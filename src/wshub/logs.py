@@ -102,6 +102,8 @@ def register_secret(value: str) -> None:
         if value in _secrets:
             return
         _secrets.add(value)
+        escaped = orjson.dumps(value).decode()[1:-1]  # as it appears inside a JSON line
+        _secrets.add(escaped)
         ordered = sorted(_secrets, key=len, reverse=True)
         _secrets_re = re.compile("|".join(re.escape(s) for s in ordered))
 

@@ -48,7 +48,8 @@ from wshub.protocol.codec import (
 from wshub.protocol.session import ClientSession, HeldSink, Subscription, TokenBucket
 from wshub.tokens import TokenExpired, TokenInvalid, TokenVerifier
 from wshub.transport.connection import Connection
-from wshub.workers import WorkerPool, resume_coroutine as _resume
+from wshub.workers import WorkerPool
+from wshub.workers import resume_coroutine as _resume
 
 log = logging.getLogger("wshub.node")
 
@@ -74,7 +75,7 @@ def _bytes_or_none(value: Any) -> bytes | None:
     return None if value is None else orjson.dumps(value)
 
 
-class _Reply(Exception):  # noqa: N818 - control flow inside command handlers
+class _Reply(Exception):
     def __init__(self, error: ClientError) -> None:
         self.error = error
 
@@ -214,7 +215,7 @@ class Node:
         self._run_frame(s, cmds)
 
     def _run_frame(self, s: ClientSession, cmds: list[m.Command]) -> None:
-        replies: list[bytes] = []
+        replies: list[bytes | None] = []  # one entry per command processed
         s.busy = True
         held = HeldSink(s.real) if len(cmds) > 1 else None
         if held is not None:
@@ -222,9 +223,7 @@ class Node:
 
         def done(_result: Any, exc: BaseException | None) -> None:
             if exc is not None:
-                if isinstance(exc, DisconnectError):
-                    _close(s, exc.disconnect)
-                elif isinstance(exc, ProtocolViolation):
+                if isinstance(exc, (DisconnectError, ProtocolViolation)):
                     _close(s, exc.disconnect)
                 else:
                     if not isinstance(exc, (TimeoutError, asyncio.CancelledError)):
@@ -234,8 +233,9 @@ class Node:
                             replies.append(encode_error(cmd.id, codes.ERROR_INTERNAL))
             if held is not None:
                 s.conn = s.real
-            if replies and not s.closed:
-                s.conn.send(replies[0] if len(replies) == 1 else b"\n".join(replies))
+            out = [r for r in replies if r is not None]
+            if out and not s.closed:
+                s.conn.send(out[0] if len(out) == 1 else b"\n".join(out))
             if held is not None:
                 for frame in held.frames:
                     s.conn.send(frame)
@@ -257,13 +257,13 @@ class Node:
                     replies.append(encode_error(cmd.id, codes.ERROR_TOO_MANY_REQUESTS))
             done(None, None)
 
-    async def _process(self, s: ClientSession, cmds: list[m.Command], replies: list[bytes]) -> None:
+    async def _process(
+        self, s: ClientSession, cmds: list[m.Command], replies: list[bytes | None]
+    ) -> None:
         for cmd in cmds:
             if s.closed:
                 return
-            reply = await self._command(s, cmd)
-            if reply is not None:
-                replies.append(reply)
+            replies.append(await self._command(s, cmd))
 
     async def _command(self, s: ClientSession, cmd: m.Command) -> bytes | None:
         now = time.monotonic()
@@ -306,7 +306,9 @@ class Node:
             if cmd.ping is not None:
                 return _encode(m.Reply(id=cmd.id, ping=m.EMPTY)) if cmd.id else None
             if cmd.connect is not None:
-                raise ProtocolViolation(codes.DISCONNECT_BAD_REQUEST, "connect on a connected client")
+                raise ProtocolViolation(
+                    codes.DISCONNECT_BAD_REQUEST, "connect on a connected client"
+                )
             if cmd.id == 0:
                 return None  # an empty object: the pong to our ping
             raise ProtocolViolation(codes.DISCONNECT_BAD_REQUEST, "unknown command")
@@ -393,9 +395,9 @@ class Node:
                 ctx.reply_data,
                 ctx.expire_at,
             )
-            if not user and not req.token and not (cfg.allow_anonymous or cfg.insecure):
-                if result is None:
-                    raise _Reply(codes.ERROR_UNAUTHORIZED)
+            anonymous_ok = cfg.allow_anonymous or cfg.insecure
+            if not user and not req.token and not anonymous_ok and result is None:
+                raise _Reply(codes.ERROR_UNAUTHORIZED)
         s.user = user
         s.conn_info = _bytes_or_none(info)
         s.info_cache = None
@@ -528,7 +530,9 @@ class Node:
             chan_info=_bytes_or_none(chan_info),
             expires_at=expire_at,
         )
-        result = await self._attach(s, sub, opts, req.recover, req.offset, req.epoch)
+        result = await self._attach(
+            s, sub, opts, recover=req.recover, offset=req.offset, epoch=req.epoch
+        )
         if channel not in s.subs:  # closed meanwhile
             raise _Reply(codes.ERROR_INTERNAL)
         if expire_at is not None:
@@ -548,9 +552,10 @@ class Node:
         s: ClientSession,
         sub: Subscription,
         opts: NamespaceConfig,
-        recover: bool,
-        offset: int,
-        epoch: str,
+        *,
+        recover: bool = False,
+        offset: int = 0,
+        epoch: str = "",
     ) -> m.SubscribeResult:
         """Subscribe ``s``: hub, broker, presence, join, and history recovery."""
         channel = sub.channel
@@ -577,7 +582,12 @@ class Node:
                 pubs = res.publications
                 if epoch == top.epoch and offset == top.offset:
                     result.recovered = True
-                elif epoch == top.epoch and offset < top.offset and pubs and pubs[0].offset == offset + 1:
+                elif (
+                    epoch == top.epoch
+                    and offset < top.offset
+                    and pubs
+                    and pubs[0].offset == offset + 1
+                ):
                     result.recovered = True
                     result.publications = [publication_msg(p) for p in pubs]
                 else:
@@ -609,7 +619,7 @@ class Node:
             join_leave=opts.join_leave,
             server_side=True,
         )
-        return await self._attach(s, sub, opts, False, 0, "")
+        return await self._attach(s, sub, opts)
 
     def _drop_subscription(self, s: ClientSession, sub: Subscription) -> None:
         channel = sub.channel
@@ -715,9 +725,7 @@ class Node:
         return _encode(
             m.Reply(
                 id=cmd_id,
-                presence=m.PresenceResult(
-                    {k: _info_msg(v) for k, v in entries.items()}
-                ),
+                presence=m.PresenceResult({k: _info_msg(v) for k, v in entries.items()}),
             )
         )
 
@@ -775,7 +783,9 @@ class Node:
 
     async def _send(self, s: ClientSession, req: m.SendRequest) -> None:
         if self.app.message is not None:
-            await self._hook("on_message", self.app.message, _client_ctx(s), _json_or_none(req.data))
+            await self._hook(
+                "on_message", self.app.message, _client_ctx(s), _json_or_none(req.data)
+            )
 
     # -- broker events -------------------------------------------------------------------------
 
@@ -820,7 +830,10 @@ class Node:
             if res is None:
                 continue
             push = m.SubscribePush(
-                recoverable=res.recoverable, epoch=res.epoch, offset=res.offset, positioned=res.positioned
+                recoverable=res.recoverable,
+                epoch=res.epoch,
+                offset=res.offset,
+                positioned=res.positioned,
             )
             s.conn.send(_encode(m.Reply(push=m.Push(channel=channel, subscribe=push))))
             n += 1
@@ -839,7 +852,9 @@ class Node:
             s.conn.send(
                 _encode(
                     m.Reply(
-                        push=m.Push(channel=channel, unsubscribe=m.UnsubscribePush(u.code, u.reason))
+                        push=m.Push(
+                            channel=channel, unsubscribe=m.UnsubscribePush(u.code, u.reason)
+                        )
                     )
                 )
             )

@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
+from redis.asyncio import Redis
 
 from wshub.brokers.base import ClientInfo, Engine, Publication
 from wshub.brokers.memory import MemoryHistory, MemoryPresence, memory_engine
@@ -85,6 +86,9 @@ class EngineHarness:
     stored_channels: Callable[[], Awaitable[int]]
     # Give the engine's own background expiry a chance to run.
     settle: Callable[[], Awaitable[None]]
+    # Redis engine only: its client and key/channel prefix (for engine-specific tests).
+    redis: Redis | None = None
+    prefix: str = ""
 
     async def advance(self, seconds: float) -> None:
         if self.clock is not None:
@@ -126,16 +130,16 @@ async def memory_harness() -> AsyncIterator[EngineHarness]:
 
 
 @asynccontextmanager
-async def redis_harness() -> AsyncIterator[EngineHarness]:
-    from redis.asyncio import Redis  # noqa: PLC0415
-
+async def redis_harness(prefix: str | None = None) -> AsyncIterator[EngineHarness]:
+    """A Redis engine under a unique prefix (or ``prefix``, to build a second node on it)."""
     client = Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=1.0)
     try:
         await client.ping()
     except Exception as exc:  # Redis not answering: the only reason to skip
         await client.aclose()
         pytest.skip(f"Redis at {REDIS_HOST}:{REDIS_PORT} not reachable: {exc!r}")
-    prefix = f"wshub.test.{uuid.uuid4().hex[:12]}."
+    if prefix is None:
+        prefix = f"wshub.test.{uuid.uuid4().hex[:12]}."
     engine = redis_engine(client, prefix=prefix)
 
     async def stored_channels() -> int:
@@ -155,6 +159,8 @@ async def redis_harness() -> AsyncIterator[EngineHarness]:
             ttl=1.0,
             stored_channels=stored_channels,
             settle=settle,
+            redis=client,
+            prefix=prefix,
         )
     finally:
         await engine.broker.close()

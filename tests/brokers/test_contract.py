@@ -7,6 +7,7 @@ holds a few memory-engine specifics (internal bounds, background task lifecycle)
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from wshub.brokers.base import ClientInfo, PresenceStats, Publication, StreamPosition
 from wshub.brokers.memory import MemoryBroker, MemoryHistory, MemoryPresence, memory_engine
 
-from .conftest import EngineHarness, FakeClock, RecordingHandler
+from .conftest import EngineHarness, FakeClock, RecordingHandler, redis_harness
 
 BIG = 1000  # a history size that never trims in these tests
 
@@ -537,3 +538,44 @@ async def test_memory_broker_drops_before_start_and_isolates_handler_errors() ->
     await broker.close()
     await broker.publish("ch", pub(b"3"))
     assert len(handler.publications) == 1
+
+
+# --------------------------------------------------------------------------- redis specifics
+
+
+def has_events(handler: RecordingHandler, n: int) -> bool:
+    return len(handler.events) == n
+
+
+@pytest.mark.redis
+async def test_redis_two_nodes_see_one_order() -> None:
+    async with redis_harness() as a, redis_harness(prefix=a.prefix) as b:
+        for node in (a, b):
+            await node.engine.broker.subscribe("ch")
+
+        async def produce(node: EngineHarness, tag: bytes) -> None:
+            for i in range(50):
+                await publish_like_node(node, "ch", pub(tag + b"%d" % i))
+
+        await asyncio.gather(produce(a, b"a"), produce(b, b"b"))
+        await a.engine.broker.publish_join("ch", ClientInfo("c1", "u1"))
+        for handler in (a.handler, b.handler):
+            await handler.wait_until(functools.partial(has_events, handler, 101))
+        seen_a = [(p.offset, p.data) for p, _ in a.handler.pubs_in("ch")]
+        seen_b = [(p.offset, p.data) for p, _ in b.handler.pubs_in("ch")]
+        assert [o for o, _ in seen_a] == list(range(1, 101))
+        assert seen_a == seen_b
+        assert b.handler.joins == [("ch", ClientInfo("c1", "u1"))]
+
+
+@pytest.mark.redis
+async def test_redis_lost_meta_starts_a_new_stream() -> None:
+    async with redis_harness() as h:
+        assert h.redis is not None
+        old = await append_n(h, "ch", 3)
+        await h.redis.delete(f"{h.prefix}m:ch")  # e.g. evicted under memory pressure
+        pos = await h.engine.history.append("ch", pub(b"new"), size=BIG, ttl=h.ttl * 10)
+        assert pos.offset == 1
+        assert pos.epoch != old[0].epoch
+        res = await h.engine.history.read("ch", limit=-1)
+        assert [(p.offset, p.data) for p in res.publications] == [(1, b"new")]

@@ -11,6 +11,7 @@ from wshub.middleware.base import CloseInfo, Request
 
 
 def make_request(
+    *,
     path: str = "/connection/websocket",
     query: str = "",
     headers: Mapping[str, str] | None = None,

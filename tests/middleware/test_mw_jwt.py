@@ -95,9 +95,13 @@ def test_rs256_and_es256(req: Callable[..., Request]) -> None:
     ek = ec.generate_private_key(ec.SECP256R1())
 
     def pem(k: Any) -> str:
-        return k.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            k.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
 
     m = JWTAuth(TokenVerifier(TokenConfig(rsa_public_key=pem(rk), ecdsa_public_key=pem(ek))))
     assert run(m, req(query=f"token={tok(key=rk, alg='RS256')}")) is None

@@ -30,9 +30,7 @@ class Channels:
         """Non-empty, within the length limit, no whitespace or control characters."""
         if not channel or len(channel) > self.max_length:
             return False
-        if channel.isprintable() and " " not in channel:
-            return True
-        return False
+        return channel.isprintable() and " " not in channel
 
 
 def allowed_users(channel: str) -> list[str] | None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from wshub.config import Config
+from wshub.errors import ConfigError
 from wshub.middleware.accesslog import AccessLog
 from wshub.middleware.auth import TokenAuth, TokenValidator
 from wshub.middleware.base import Middleware, Next, Request, Response
@@ -102,9 +103,12 @@ def default_chain(
             )
         )
     if auth.jwt:
+        verifier = TokenVerifier(config.token)
+        if not verifier.configured:
+            raise ConfigError("auth.jwt", "needs a key in [token] (hmac_secret, rsa/ecdsa, jwks)")
         auths.append(
             JWTAuth(
-                TokenVerifier(config.token),
+                verifier,
                 query_param=auth.token_query_param,
                 header=auth.token_header,
             )

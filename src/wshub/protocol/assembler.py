@@ -25,6 +25,8 @@ _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 def validate_utf8(payload: bytes) -> None:
     """Raise ProtocolViolation(1007) unless ``payload`` is valid UTF-8."""
+    if payload.isascii():  # the common case: a scan, no decoded copy
+        return
     try:
         payload.decode("utf-8")
     except UnicodeDecodeError:

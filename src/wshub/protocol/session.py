@@ -35,8 +35,7 @@ class TokenBucket:
 
     def take(self, now: float, n: float = 1.0) -> bool:
         tokens = self.tokens + (now - self.last) * self.rate
-        if tokens > self.burst:
-            tokens = self.burst
+        tokens = min(tokens, self.burst)
         self.last = now
         if tokens >= n:
             self.tokens = tokens - n

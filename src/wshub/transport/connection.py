@@ -148,17 +148,34 @@ class Connection(WSListener):  # type: ignore[misc]
             self._on_close_frame(transport, frame)
 
     def _on_close_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        # picows has validated the code and the reason's UTF-8 (7.4.1, 5.5.1).
+        # picows has already refused (1002/1007, before this callback) a 1-byte payload, a
+        # reason that is not UTF-8 and a code < 3000 outside its WSCloseCode enum.
+        if transport.is_close_frame_sent:
+            # The answer to our close (or picows failed the connection): the handshake is over
+            # and the server closes the TCP connection first (7.1.1).
+            transport.disconnect()
+            return
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             self.close(CLOSE_PROTOCOL_ERROR)
+            transport.disconnect()
             return
-        if not transport.is_close_frame_sent:
+        if frame.payload_size < 2:
+            # No status code (1005 locally). Answer 1000: 1005 must never be sent (7.4.1), and
+            # a code-bearing close keeps picows's close bookkeeping (is_close_frame_sent).
+            self.close_code = 1005
+            self.close_reason = ""
+            transport.send_close(WSCloseCode.OK)
+        else:
             code = frame.get_close_code()
-            self.close_code = code.value if code is not WSCloseCode.NO_INFO else 1005
+            if code not in _VALID_CLOSE_CODES and not 3000 <= code < 5000:
+                # 0, 1004-1006, 1015 and >= 5000 are not valid on the wire (7.4.1, 7.4.2).
+                self.close(CLOSE_PROTOCOL_ERROR)
+                transport.disconnect()
+                return
+            self.close_code = int(code)
             self.close_reason = frame.get_close_reason() if frame.payload_size > 2 else ""
-            # Echo the peer's code (5.5.1); an empty close is answered with an empty one.
-            transport.send_close(code)
-            self.closing = True
+            transport.send_close(code)  # echo the peer's code (5.5.1)
+        self.closing = True
         transport.disconnect()
 
     def pause_writing(self) -> None:
@@ -321,6 +338,12 @@ class Connection(WSListener):  # type: ignore[misc]
         if self.transport is not None and not self.closed:
             self.transport.disconnect(graceful=False)
 
+
+# Close codes a peer may send below 3000 (7.4.1 and the IANA registry); 3000-4999 are the
+# registered and private ranges.
+_VALID_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 _CODE_CACHE: dict[int, Any] = {}
 

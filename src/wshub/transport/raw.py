@@ -23,7 +23,7 @@ _QUEUE_HIGH = 64
 _QUEUE_LOW = 16
 
 
-class ConnectionClosed(Exception):  # noqa: N818 - the name users expect from WebSocket libraries
+class ConnectionClosed(Exception):
     """Raised by ``recv`` once the connection has closed."""
 
     def __init__(self, code: int, reason: str) -> None:
@@ -135,7 +135,9 @@ class RawRoute:
         except ConnectionClosed:
             pass
         except Exception:
-            log.exception("route handler raised", extra={"conn_id": conn.id, "path": conn.request.path})
+            log.exception(
+                "route handler raised", extra={"conn_id": conn.id, "path": conn.request.path}
+            )
             conn.close(CLOSE_INTERNAL_ERROR)
             return
         conn.close(Disconnect(WSClose.NORMAL, ""))

@@ -22,7 +22,7 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
-from picows.picows import WSProtocol
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from wshub.codes import (
     CLOSE_IDLE,
@@ -260,14 +260,14 @@ class Server:
         if self._server is not None:
             self._server.close()
 
-    async def drain(self, disconnect: Disconnect, timeout: float) -> None:
-        """Close every connection with ``disconnect`` and wait up to ``timeout`` for them."""
+    async def drain(self, disconnect: Disconnect, within: float) -> None:
+        """Close every connection with ``disconnect`` and wait up to ``within`` seconds."""
         self._drained = asyncio.Event()
         for conn in list(self.connections.values()):
-            conn.close(disconnect, abort_after=timeout)
+            conn.close(disconnect, abort_after=within)
         if self.connections:
             try:
-                await asyncio.wait_for(self._drained.wait(), timeout + 0.5)
+                await asyncio.wait_for(self._drained.wait(), within + 0.5)
             except TimeoutError:
                 for conn in list(self.connections.values()):
                     conn.abort()
