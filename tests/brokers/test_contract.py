@@ -109,6 +109,7 @@ async def test_stored_publication_is_independent_of_caller_object(harness: Engin
     p.tags["a"] = "changed"
     got = (await harness.engine.history.read("ch", limit=-1)).publications[0]
     assert got.data == b"1"
+    assert got.tags == {"a": "1"}
 
 
 async def test_empty_channel_position_and_epoch_kept_by_first_append(

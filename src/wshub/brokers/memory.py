@@ -8,18 +8,17 @@
   yields a new epoch and offset 0, which is how clients learn history was lost.
 * ``MemoryPresence`` keeps client id -> ClientInfo per channel, each entry with its own ttl.
 
-Expiry uses a heap holding at most one live entry per stream / presence entry, rescheduled
-lazily when the item was refreshed meanwhile. Due entries are popped on every operation
-(O(1) when nothing is due) and by a background task owned by the object, started lazily when
-something can expire and ended by ``close()``, so idle expired channels are freed without
-any read touching them.
+Expiry uses a heap with one entry in charge per stream / presence entry (refreshing an
+expiry only moves a timestamp; the entry is rescheduled when it comes due). Due entries are
+popped on every operation (O(1) when nothing is due) and by a background task owned by the
+object, started lazily while something can expire and cancelled by ``close()``, so expired
+channels are freed without any read touching them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import heapq
 import itertools
 import logging
@@ -325,7 +324,13 @@ class MemoryHistory:
             stream.items = deque(stream.items, maxlen=max(size, 0))
         stream.top += 1
         pub.offset = stream.top
-        stream.items.append(dataclasses.replace(pub))
+        tags = pub.tags
+        # a copy: the caller's object may change after this; data and info are immutable
+        stream.items.append(
+            Publication(
+                pub.data, pub.info, pub.offset, None if tags is None else dict(tags), pub.time_ms
+            )
+        )
         stream.appended = True
         stream.expires_at = now + ttl if ttl > 0 else _INF
         self._expiry.schedule(channel, stream)

@@ -7,6 +7,8 @@ are ignored, as the protocol's forward-compatibility rules require.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from msgspec import UNSET, Raw, Struct, UnsetType
 
@@ -79,8 +81,12 @@ class SubRefreshRequest(Struct, omit_defaults=True):
     token: str = ""
 
 
+CommandId = Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
+"""A uint32, as in client.proto."""
+
+
 class Command(Struct, omit_defaults=True):
-    id: int = 0
+    id: CommandId = 0
     connect: ConnectRequest | None = None
     subscribe: SubscribeRequest | None = None
     unsubscribe: ChannelRequest | None = None
