@@ -2,60 +2,21 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
-import msgspec
 import pytest
 
+from support import (  # noqa: F401 - re-exported for tests that import from conftest
+    GatewayFactory,
+    http_url,
+    listen_socket,
+    make_config,
+    open_namespace,
+    ws_url,
+)
 from wshub.app import App
-from wshub.config import Config, NamespaceConfig
+from wshub.config import Config
 from wshub.gateway import Gateway
-
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-
-
-def open_namespace(name: str = "", **overrides: Any) -> NamespaceConfig:
-    """A namespace where any connected client may subscribe, publish, see presence and
-    history (override what a test is about)."""
-    opts: dict[str, Any] = dict(
-        name=name,
-        allow_subscribe_for_client=True,
-        allow_subscribe_for_anonymous=True,
-        allow_publish_for_client=True,
-        allow_publish_for_anonymous=True,
-        allow_presence_for_client=True,
-        allow_history_for_client=True,
-    )
-    opts.update(overrides)
-    return NamespaceConfig(**opts)
-
-
-def make_config(**overrides: Any) -> Config:
-    """A Config for tests: ephemeral ports, quiet logs; ``section__field=value`` or
-    ``section={...}`` override nested values."""
-    data: dict[str, Any] = msgspec.to_builtins(Config())
-    data["port"] = 0
-    data["http_port"] = 0
-    for key, value in overrides.items():
-        if "__" in key:
-            section, field = key.split("__", 1)
-            data[section][field] = value
-        elif isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key].update(value)
-        else:
-            data[key] = value
-    return msgspec.convert(data, Config)
-
-
-def _listen() -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(4096)
-    s.setblocking(False)
-    return s
 
 
 @pytest.fixture
@@ -70,18 +31,10 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
         config: Config | None = None, app: App | None = None, http: bool = True
     ) -> Gateway:
         gw = Gateway(config or make_config(), app)
-        await gw.start(ws_sock=_listen(), http_sock=_listen() if http else None)
+        await gw.start(ws_sock=listen_socket(), http_sock=listen_socket() if http else None)
         started.append(gw)
         return gw
 
     yield make
     for gw in reversed(started):
         await gw.shutdown()
-
-
-def ws_url(gw: Gateway, path: str = "/connection/websocket") -> str:
-    return f"ws://127.0.0.1:{gw.ws_port}{path}"
-
-
-def http_url(gw: Gateway, path: str = "") -> str:
-    return f"http://127.0.0.1:{gw.http_port}{path}"

@@ -273,6 +273,30 @@ class NamespaceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ] = False
 
 
+class CorsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """CORS for the HTTP port (/api, /metrics, /health, /ready)."""
+
+    allowed_origins: Annotated[
+        list[str],
+        Meta(
+            description="Origins allowed to call the HTTP side from a browser, "
+            "``scheme://host[:port]``; ``*`` allows any. Empty list: CORS off."
+        ),
+    ] = []
+    allowed_methods: Annotated[
+        list[str], Meta(description="Methods allowed in cross-origin requests.")
+    ] = msgspec.field(default_factory=lambda: ["GET", "POST"])
+    allowed_headers: Annotated[
+        list[str], Meta(description="Request headers allowed in cross-origin requests.")
+    ] = msgspec.field(default_factory=lambda: ["Authorization", "Content-Type", "X-API-Key"])
+    allow_credentials: Annotated[
+        bool, Meta(description="Allow cookies and credentials in cross-origin requests.")
+    ] = False
+    max_age: Annotated[
+        NonNegative, Meta(description="Seconds browsers may cache a preflight answer.")
+    ] = 600
+
+
 class LogConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Logging."""
 
@@ -322,6 +346,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     client: ClientConfig = msgspec.field(default_factory=ClientConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
     namespaces: Annotated[
         list[NamespaceConfig],
         Meta(

@@ -19,6 +19,7 @@ from wshub.brokers.base import Engine
 from wshub.codes import CLOSE_GOING_AWAY, DISCONNECT_NO_PONG, DISCONNECT_SHUTDOWN, DISCONNECT_SLOW
 from wshub.config import Config
 from wshub.errors import ConfigError
+from wshub.logs import register_secret
 from wshub.metrics import Metrics
 from wshub.middleware.base import build_chain
 from wshub.middleware.chain import default_chain
@@ -62,6 +63,10 @@ class Gateway:
     def __init__(
         self, config: Config, app: App | None = None, *, engine: Engine | None = None
     ) -> None:
+        if config.demo:
+            from wshub.api.demo import prepare_config  # noqa: PLC0415 - only with the demo
+
+            config = prepare_config(config)  # the chat namespace and a token secret
         self.config = config
         self.app = app if app is not None else App()
         self.metrics = Metrics()
@@ -73,6 +78,7 @@ class Gateway:
             )
         )
         self.server = Server(config, chain, self.metrics)
+        self.metrics.bind_traffic(self.server.live_totals)
         self.server.add_route(
             Route(
                 HUB_PATH,
@@ -96,6 +102,8 @@ class Gateway:
         return int(self.http.port) if self.http is not None else 0
 
     async def start(self, *, ws_sock: Any = None, http_sock: Any = None) -> None:
+        register_secret(self.config.api_key)
+        register_secret(self.config.admin_password)
         await self.node.start()
         await self.server.start(sock=ws_sock)
         if self.config.http_port or http_sock is not None:

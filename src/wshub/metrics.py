@@ -2,7 +2,9 @@
 
 Hot-path counts (messages and bytes each way, deliveries) are plain integers summed at
 scrape time by a custom collector, so a fan-out to thousands of sockets pays an integer add,
-not a lock per message. Everything else uses prometheus-client's own types.
+not a lock per message. Messages and bytes are counted per connection by the transport and
+read at scrape time through :meth:`Metrics.bind_traffic`. Everything else uses
+prometheus-client's own types.
 
 Labels never carry user ids, tokens or channel names: at most a namespace, a method name
 from the application's own registry, a code or a reason slug, so cardinality stays bounded.
@@ -11,9 +13,10 @@ from the application's own registry, a code or a reason slug, so cardinality sta
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -45,6 +48,35 @@ class FastHistogram:
         return out
 
 
+class Traffic(Protocol):
+    """Totals of WebSocket traffic (``transport.server.Totals``)."""
+
+    messages_in: int
+    messages_out: int
+    bytes_in: int
+    bytes_out: int
+
+
+# Server API methods get their own label value; anything else is counted as "unknown".
+API_METHODS = frozenset(
+    {
+        "publish",
+        "broadcast",
+        "subscribe",
+        "unsubscribe",
+        "disconnect",
+        "refresh",
+        "presence",
+        "presence_stats",
+        "history",
+        "history_remove",
+        "channels",
+        "info",
+        "batch",
+    }
+)
+
+
 class Metrics:
     """All of wshub's metrics for one process."""
 
@@ -61,6 +93,8 @@ class Metrics:
         self.deliveries = 0
         self.delivery_latency = FastHistogram()
         self.handler_durations: dict[str, FastHistogram] = {}
+        self.api_durations: dict[str, FastHistogram] = {}
+        self.traffic: Callable[[], Traffic] | None = None
         r.register(_HotCollector(self))
         # Cold metrics.
         self.connects = Counter(
@@ -108,9 +142,16 @@ class Metrics:
             "Handler calls refused because the pool queue was full.",
             registry=r,
         )
-        self.publish_latency = Histogram(
-            "wshub_api_publish_seconds", "Server API publish duration.", registry=r
+        self.api_requests = Counter(
+            "wshub_api_requests",
+            'Server API calls by method and outcome ("ok", an error code, or an HTTP status).',
+            ["method", "outcome"],
+            registry=r,
         )
+
+    def bind_traffic(self, source: Callable[[], Traffic]) -> None:
+        """Read messages and bytes in/out from ``source`` at scrape time."""
+        self.traffic = source
 
     # -- intents ------------------------------------------------------------------------
 
@@ -150,6 +191,16 @@ class Metrics:
                 h = self.handler_durations[method] = FastHistogram()
         h.observe(seconds)
 
+    def api_call(self, method: str, outcome: str, seconds: float) -> None:
+        """One server API call (a batch counts once, plus once per command inside it)."""
+        if method not in API_METHODS:
+            method = "unknown"
+        self.api_requests.labels(method, outcome).inc()
+        h = self.api_durations.get(method)
+        if h is None:
+            h = self.api_durations[method] = FastHistogram()
+        h.observe(seconds)
+
     def publication_delivered(self, recipients: int, latency: float) -> None:
         self.publications += 1
         self.deliveries += recipients
@@ -165,11 +216,12 @@ class _HotCollector(Collector):
         yield GaugeMetricFamily(
             "wshub_connections", "Open WebSocket connections.", value=m.connections
         )
+        t: Traffic = m if m.traffic is None else m.traffic()
         for name, doc, value in (
-            ("wshub_messages_in", "WebSocket messages received.", m.messages_in),
-            ("wshub_messages_out", "WebSocket messages sent.", m.messages_out),
-            ("wshub_bytes_in", "Payload bytes received.", m.bytes_in),
-            ("wshub_bytes_out", "Payload bytes sent.", m.bytes_out),
+            ("wshub_messages_in", "WebSocket messages received.", t.messages_in),
+            ("wshub_messages_out", "WebSocket messages sent.", t.messages_out),
+            ("wshub_bytes_in", "Payload bytes received.", t.bytes_in),
+            ("wshub_bytes_out", "Payload bytes sent.", t.bytes_out),
             ("wshub_publications", "Publications fanned out by this node.", m.publications),
             ("wshub_deliveries", "Publication frames handed to sockets.", m.deliveries),
         ):
@@ -183,6 +235,12 @@ class _HotCollector(Collector):
             "wshub_handler_duration_seconds",
             "Python handler duration by method.",
             [((k,), h) for k, h in m.handler_durations.items()],
+            labels=["method"],
+        )
+        yield _hist(
+            "wshub_api_duration_seconds",
+            "Server API call duration by method.",
+            [((k,), h) for k, h in m.api_durations.items()],
             labels=["method"],
         )
 

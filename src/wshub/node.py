@@ -75,6 +75,13 @@ def _bytes_or_none(value: Any) -> bytes | None:
     return None if value is None else orjson.dumps(value)
 
 
+def _ttl(expire_at: float) -> int:
+    """Whole seconds until ``expire_at``, at least 1: SDKs read ``ttl`` whenever ``expires``
+    is set (JSON omits a zero ``ttl``; centrifuge-python then fails with a KeyError, and
+    centrifuge-js refreshes at once), and the expiry grace covers the rounding."""
+    return max(int(expire_at - time.time()), 1)
+
+
 class _Reply(Exception):
     def __init__(self, error: ClientError) -> None:
         self.error = error
@@ -410,7 +417,7 @@ class Node:
         self.hub.add_client(s)
         result_subs: dict[str, m.SubscribeResult] = {}
         for ch in channels:
-            res = await self._server_subscribe(s, ch)
+            res = await self._server_subscribe(s, ch, req.subs.get(ch))
             if res is not None:
                 result_subs[ch] = res
         expires, ttl = self._set_expiry(s, expire_at)
@@ -437,10 +444,11 @@ class Node:
         s.expires_at = expire_at
         if expire_at is None:
             return False, 0
-        ttl = max(int(expire_at - time.time()), 0)
-        delay = ttl + self.config.client.expire_grace
+        # From the exact expiry: ``ttl`` is rounded, and a timer that fired before the
+        # expiry would leave the connection open for good.
+        delay = max(expire_at - time.time(), 0.0) + self.config.client.expire_grace
         s.timer = asyncio.get_running_loop().call_later(delay, self._expired, s)
-        return True, ttl
+        return True, _ttl(expire_at)
 
     def _expired(self, s: ClientSession) -> None:
         s.timer = None
@@ -537,7 +545,7 @@ class Node:
             raise _Reply(codes.ERROR_INTERNAL)
         if expire_at is not None:
             result.expires = True
-            result.ttl = max(int(expire_at - time.time()), 0)
+            result.ttl = _ttl(expire_at)
         result.data = _raw(reply_data)
         return _encode(m.Reply(id=cmd_id, subscribe=result))
 
@@ -608,7 +616,11 @@ class Node:
             s.after_reply.append(lambda: self._fire(self.engine.broker.publish_join(channel, info)))
         return result
 
-    async def _server_subscribe(self, s: ClientSession, channel: str) -> m.SubscribeResult | None:
+    async def _server_subscribe(
+        self, s: ClientSession, channel: str, req: m.SubscribeRequest | None = None
+    ) -> m.SubscribeResult | None:
+        """Subscribe ``s`` to ``channel`` on the server's initiative; ``req`` is what the
+        connect command's ``subs`` asks for the channel (recovery on reconnect)."""
         opts = self.channels.options(channel)
         if opts is None or not self.channels.valid(channel) or channel in s.subs:
             return None
@@ -619,7 +631,11 @@ class Node:
             join_leave=opts.join_leave,
             server_side=True,
         )
-        return await self._attach(s, sub, opts)
+        if req is None:
+            return await self._attach(s, sub, opts)
+        return await self._attach(
+            s, sub, opts, recover=req.recover, offset=req.offset, epoch=req.epoch
+        )
 
     def _drop_subscription(self, s: ClientSession, sub: Subscription) -> None:
         channel = sub.channel
@@ -646,7 +662,7 @@ class Node:
         claims = self._verify_sub_token(s, req.channel, req.token)
         expire_at = float(claims["exp"]) if "exp" in claims else None
         sub.expires_at = expire_at
-        ttl = max(int(expire_at - time.time()), 0) if expire_at is not None else 0
+        ttl = _ttl(expire_at) if expire_at is not None else 0
         return _encode(
             m.Reply(
                 id=cmd_id, sub_refresh=m.SubRefreshResult(expires=expire_at is not None, ttl=ttl)

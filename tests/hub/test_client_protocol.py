@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 import websockets
-from conftest import GatewayFactory, make_config, open_namespace, ws_url
+from support import GatewayFactory, make_config, open_namespace, ws_url
 
 from wshub.app import App
 

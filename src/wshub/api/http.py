@@ -4,6 +4,7 @@ is as short as it can be."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -11,14 +12,22 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from wshub.api import admin, demo, server_api
+from wshub.brokers.base import Engine
+from wshub.config import CorsConfig
 
 if TYPE_CHECKING:
     from wshub.gateway import Gateway
 
 log = logging.getLogger("wshub.http")
+
+_PING_TIMEOUT = 1.0  # seconds /ready waits for the broker
 
 
 def build_app(gw: Gateway) -> Starlette:
@@ -28,6 +37,8 @@ def build_app(gw: Gateway) -> Starlette:
     async def ready(_request: Request) -> Response:
         if gw.node.draining:
             return JSONResponse({"ready": False, "reason": "draining"}, status_code=503)
+        if not await broker_reachable(gw.engine):
+            return JSONResponse({"ready": False, "reason": "broker_unreachable"}, status_code=503)
         return JSONResponse({"ready": True})
 
     async def metrics(_request: Request) -> Response:
@@ -37,8 +48,44 @@ def build_app(gw: Gateway) -> Starlette:
         Route("/health", health),
         Route("/ready", ready),
         Route("/metrics", metrics),
+        *server_api.routes(gw),
+        *admin.routes(gw),
+        *demo.routes(gw),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=cors_middleware(gw.config.cors))
+
+
+def cors_middleware(cfg: CorsConfig) -> list[Middleware]:
+    """Starlette's CORSMiddleware from the ``[cors]`` section; none when no origin is set."""
+    if not cfg.allowed_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=cfg.allowed_origins,
+            allow_methods=cfg.allowed_methods,
+            allow_headers=cfg.allowed_headers,
+            allow_credentials=cfg.allow_credentials,
+            max_age=cfg.max_age,
+        )
+    ]
+
+
+async def broker_reachable(engine: Engine) -> bool:
+    """Whether the engine's broker answers a cheap ping (an engine without one, like the
+    in-memory engine, is always reachable)."""
+    ping = getattr(engine.broker, "ping", None)
+    if ping is None:
+        # The Redis broker keeps its client private; its PING is the cheap check.
+        ping = getattr(getattr(engine.broker, "_client", None), "ping", None)
+    if ping is None:
+        return True
+    try:
+        async with asyncio.timeout(_PING_TIMEOUT):
+            await ping()
+    except Exception:
+        return False
+    return True
 
 
 class HttpServer:

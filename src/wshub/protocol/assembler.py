@@ -1,11 +1,12 @@
 """RFC 6455 message assembly on top of a frame parser.
 
 The frame parser (picows, in C) already enforces masking, opcodes, control-frame size and
-fragmentation (5.4, 5.5), the declared frame length limit and close-frame validity. What is
-left for a message-oriented API is here: reserved bits (5.2), the continuation state machine
-(5.4), the size of a message built from many fragments, and UTF-8 validity of text
-messages (8.1), checked incrementally so an invalid sequence fails on the fragment that
-carries it and a character split across fragments is accepted.
+fragmentation (5.4, 5.5), the declared frame length limit and most of close-frame validity
+(``Connection`` checks the close-code range). What is left for a message-oriented API is
+here: reserved bits (5.2), the continuation state machine (5.4), the size of a message built
+from many fragments, and UTF-8 validity of text messages (8.1), checked incrementally so an
+invalid sequence fails on the fragment that carries it and a character split across
+fragments is accepted.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class Handler(Protocol):
     def on_close(self, conn: Connection, code: int, reason: str) -> None: ...
 
 
-class Connection(WSListener):  # type: ignore[misc]
+class Connection(WSListener):
     """A live WebSocket connection. ``id`` is unique in the process (and across nodes)."""
 
     def __init__(self, server: Server, conn_id: str, request: Request, handler: Handler) -> None:
@@ -167,12 +167,13 @@ class Connection(WSListener):  # type: ignore[misc]
             transport.send_close(WSCloseCode.OK)
         else:
             code = frame.get_close_code()
-            if code not in _VALID_CLOSE_CODES and not 3000 <= code < 5000:
+            value: int = code.value
+            if value not in _VALID_CLOSE_CODES and not 3000 <= value < 5000:
                 # 0, 1004-1006, 1015 and >= 5000 are not valid on the wire (7.4.1, 7.4.2).
                 self.close(CLOSE_PROTOCOL_ERROR)
                 transport.disconnect()
                 return
-            self.close_code = int(code)
+            self.close_code = value
             self.close_reason = frame.get_close_reason() if frame.payload_size > 2 else ""
             transport.send_close(code)  # echo the peer's code (5.5.1)
         self.closing = True
