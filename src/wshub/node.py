@@ -219,7 +219,32 @@ class Node:
             if len(s.pending) >= _MAX_PENDING_FRAMES:
                 conn.pause_reading()
             return
-        self._run_frame(s, cmds)
+        if len(cmds) == 1 and self.pool.has_capacity:
+            self._run_one(s, cmds[0])
+        else:
+            self._run_frame(s, cmds)
+
+    def _run_one(self, s: ClientSession, cmd: m.Command) -> None:
+        """The common case, one command: run it inline; it becomes a task only if it
+        really has to wait (a slow handler, a remote engine)."""
+        coro = self._command(s, cmd)
+        try:
+            first = coro.send(None)
+        except StopIteration as stop:
+            reply: bytes | None = stop.value
+            if reply is not None and not s.closed:
+                s.conn.send(reply)
+            if s.after_reply:
+                _run_after_reply(s)
+            return
+        except (DisconnectError, ProtocolViolation) as exc:
+            _close(s, exc.disconnect)
+            return
+        s.busy = True
+        def done(result: bytes | None, exc: BaseException | None) -> None:
+            self._finish(s, [cmd], [result] if exc is None else [], None, exc)
+
+        self.pool.adopt(coro, first, done)
 
     def _run_frame(self, s: ClientSession, cmds: list[m.Command]) -> None:
         replies: list[bytes | None] = []  # one entry per command processed
@@ -229,33 +254,7 @@ class Node:
             s.conn = held
 
         def done(_result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                if isinstance(exc, (DisconnectError, ProtocolViolation)):
-                    _close(s, exc.disconnect)
-                else:
-                    if not isinstance(exc, (TimeoutError, asyncio.CancelledError)):
-                        log.error("command processing failed", exc_info=exc)
-                    for cmd in cmds[len(replies) :]:
-                        if cmd.id:
-                            replies.append(encode_error(cmd.id, codes.ERROR_INTERNAL))
-            if held is not None:
-                s.conn = s.real
-            out = [r for r in replies if r is not None]
-            if out and not s.closed:
-                s.conn.send(out[0] if len(out) == 1 else b"\n".join(out))
-            if held is not None:
-                for frame in held.frames:
-                    s.conn.send(frame)
-            if s.after_reply:
-                actions, s.after_reply = s.after_reply, []
-                for action in actions:
-                    action()
-            s.busy = False
-            if s.pending and not s.closed:
-                nxt = s.pending.popleft()
-                if len(s.pending) < _MAX_PENDING_FRAMES // 2:
-                    _resume_reading(s)
-                self._run_frame(s, nxt)
+            self._finish(s, cmds, replies, held, exc)
 
         if not self.pool.submit(lambda: self._process(s, cmds, replies), done):
             self.metrics.worker_rejections.inc()
@@ -263,6 +262,42 @@ class Node:
                 if cmd.id:
                     replies.append(encode_error(cmd.id, codes.ERROR_TOO_MANY_REQUESTS))
             done(None, None)
+
+    def _finish(
+        self,
+        s: ClientSession,
+        cmds: list[m.Command],
+        replies: list[bytes | None],
+        held: HeldSink | None,
+        exc: BaseException | None,
+    ) -> None:
+        """Send a frame's replies (one frame), then what they held back, then go on with
+        the next queued frame."""
+        if exc is not None:
+            if isinstance(exc, (DisconnectError, ProtocolViolation)):
+                _close(s, exc.disconnect)
+            else:
+                if not isinstance(exc, (TimeoutError, asyncio.CancelledError)):
+                    log.error("command processing failed", exc_info=exc)
+                for cmd in cmds[len(replies) :]:
+                    if cmd.id:
+                        replies.append(encode_error(cmd.id, codes.ERROR_INTERNAL))
+        if held is not None:
+            s.conn = s.real
+        out = [r for r in replies if r is not None]
+        if out and not s.closed:
+            s.conn.send(out[0] if len(out) == 1 else b"\n".join(out))
+        if held is not None:
+            for frame in held.frames:
+                s.conn.send(frame)
+        if s.after_reply:
+            _run_after_reply(s)
+        s.busy = False
+        if s.pending and not s.closed:
+            nxt = s.pending.popleft()
+            if len(s.pending) < _MAX_PENDING_FRAMES // 2:
+                _resume_reading(s)
+            self._run_frame(s, nxt)
 
     async def _process(
         self, s: ClientSession, cmds: list[m.Command], replies: list[bytes | None]
@@ -408,6 +443,7 @@ class Node:
         s.user = user
         s.conn_info = _bytes_or_none(info)
         s.info_cache = None
+        s.app_ctx = None
         s.name = req.name
         s.version = req.version
         s.connected = True
@@ -890,9 +926,11 @@ class Node:
 
 
 def _client_ctx(s: ClientSession) -> ClientContext:
-    return ClientContext(
-        s.client, s.user, orjson.loads(s.conn_info) if s.conn_info else None, s.state
-    )
+    ctx: ClientContext | None = s.app_ctx
+    if ctx is None:
+        info = orjson.loads(s.conn_info) if s.conn_info else None
+        ctx = s.app_ctx = ClientContext(s.client, s.user, info, s.state)
+    return ctx
 
 
 def _info_msg(info: ClientInfo) -> m.ClientInfoMsg:
@@ -908,6 +946,12 @@ def _close(s: ClientSession, disconnect: Disconnect) -> None:
     conn = s.real
     if isinstance(conn, Connection):
         conn.close(disconnect)
+
+
+def _run_after_reply(s: ClientSession) -> None:
+    actions, s.after_reply = s.after_reply, []
+    for action in actions:
+        action()
 
 
 def _resume_reading(s: ClientSession) -> None:

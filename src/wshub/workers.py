@@ -72,14 +72,21 @@ class WorkerPool:
         except BaseException as exc:
             done(None, exc)
             return
+        self.adopt(coro, first, done)
+
+    @property
+    def has_capacity(self) -> bool:
+        """Whether a new call would start now rather than wait in the queue."""
+        return self.running < self.concurrency and not self._closed
+
+    def adopt(self, coro: Coroutine[Any, Any, Any], first: Any, done: Done) -> None:
+        """Take over ``coro``, already stepped once by the caller and suspended on
+        ``first``: run the rest as an owned task with the pool's timeout."""
         self.running += 1
         task = asyncio.ensure_future(resume_coroutine(coro, first))
         self._tasks.add(task)
-        handle = (
-            asyncio.get_running_loop().call_later(self.timeout, task.cancel)
-            if self.timeout > 0
-            else None
-        )
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(self.timeout, task.cancel) if self.timeout > 0 else None
 
         def finished(t: asyncio.Task[Any]) -> None:
             self._tasks.discard(t)
@@ -87,15 +94,13 @@ class WorkerPool:
             if handle is not None:
                 handle.cancel()
             if t.cancelled():
-                done(
-                    None,
-                    TimeoutError("handler timed out")
-                    if not self._closed
-                    else asyncio.CancelledError(),
+                exc: BaseException = (
+                    asyncio.CancelledError() if self._closed else TimeoutError("handler timed out")
                 )
+                done(None, exc)
             else:
-                exc = t.exception()
-                done(None if exc is not None else t.result(), exc)
+                err = t.exception()
+                done(None if err is not None else t.result(), err)
             self._next()
 
         task.add_done_callback(finished)

@@ -22,8 +22,8 @@ from typing import Any
 
 import jwt
 import pytest
-from support import GatewayFactory, make_config, open_namespace, ws_url
 
+from support import GatewayFactory, make_config, open_namespace, ws_url
 from wshub import codes
 from wshub.app import App
 from wshub.config import Config, NamespaceConfig
@@ -408,7 +408,12 @@ async def test_user_limited_channel_refuses_another_user(
     gw = await gateway_factory(config())
     channel = "chat:dm#alice,bob"
     events = await drive(
-        node_driver, "user_limited", gw, token=token("carol"), token2=token("alice"), channel=channel
+        node_driver,
+        "user_limited",
+        gw,
+        token=token("carol"),
+        token2=token("alice"),
+        channel=channel,
     )
     assert of(events, "unsubscribed", who="a")[0]["code"] == 103
     assert of(events, "subscribed", who="b", channel=channel)

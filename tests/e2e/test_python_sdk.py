@@ -24,8 +24,8 @@ from centrifuge import (
     SubscriptionEventHandler,
     SubscriptionState,
 )
-from support import GatewayFactory, make_config, open_namespace, ws_url
 
+from support import GatewayFactory, make_config, open_namespace, ws_url
 from wshub import codes
 from wshub.app import App
 from wshub.config import Config, NamespaceConfig
@@ -181,7 +181,7 @@ async def test_anonymous_connect(
         await c.ready(WAIT)
         assert c.state == ClientState.CONNECTED
         # An anonymous client may use a namespace open to anonymous clients.
-        sub, srec = subscribe(c, "room")
+        sub, _ = subscribe(c, "room")
         await sub.subscribe()
         await sub.ready(WAIT)
     else:
@@ -366,18 +366,19 @@ async def test_subscription_token_and_sub_refresh(
     c.remove_subscription(stolen)
 
     issued: list[str] = []
+    three = asyncio.Event()
 
     async def get_token(ch: str) -> str:
         issued.append(ch)
+        if len(issued) == 3:
+            three.set()
         return token("alice", ttl=2, channel=ch)
 
     sub, rec = subscribe(c, channel, get_token=get_token)
     await sub.subscribe()
     await sub.ready(WAIT)
     # The first token and two sub_refresh tokens (each lives about a second).
-    deadline = time.monotonic() + WAIT
-    while len(issued) < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(three.wait(), WAIT)
     assert issued == [channel] * 3
     await asyncio.sleep(0.2)  # the last sub_refresh reply
     assert sub.state == SubscriptionState.SUBSCRIBED

@@ -1,6 +1,15 @@
 """The HTTP server: Starlette on uvicorn, in the gateway's process and event loop, on its
 own port (``http_port``). The WebSocket port stays free of HTTP routing so the upgrade path
-is as short as it can be."""
+is as short as it can be.
+
+* ``GET /health``: 200 while the process serves.
+* ``GET /ready``: 200, or 503 while draining or while the broker does not answer a ping.
+* ``GET /metrics``: Prometheus text format.
+* ``POST /api/<method>``: the Centrifugo-compatible server API (``wshub.api.server_api``);
+  its OpenAPI 3.1 description is at ``GET /api/openapi.json``.
+* CORS for all of it from the ``[cors]`` section (off while ``cors.allowed_origins`` is
+  empty).
+"""
 
 from __future__ import annotations
 

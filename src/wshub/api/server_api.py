@@ -336,10 +336,15 @@ class ServerApi:
         """``POST /api/<method>``."""
         if not self.enabled:
             return _error_response(404, codes.ERROR_METHOD_NOT_FOUND.code, "not found")
-        if not self.authorized(request.headers):
-            return _error_response(401, codes.ERROR_UNAUTHORIZED.code, "unauthorized")
         method = str(request.path_params.get("method", ""))
         t0 = time.perf_counter()
+        if not self.authorized(request.headers):
+            self.metrics.api_call(method, "401", 0.0)
+            log.info(
+                "server API call refused: missing or wrong API key",
+                extra={"event": "api_unauthorized", "peer": _peer(request)},
+            )
+            return _error_response(401, codes.ERROR_UNAUTHORIZED.code, "unauthorized")
         if method != "batch" and method not in self.methods:
             self.metrics.api_call(method, "404", time.perf_counter() - t0)
             return _error_response(404, codes.ERROR_METHOD_NOT_FOUND.code, "unknown API method")
@@ -353,7 +358,17 @@ class ServerApi:
         except _HttpProblem as p:
             self.metrics.api_call(method, str(p.status), time.perf_counter() - t0)
             return _error_response(p.status, codes.ERROR_BAD_REQUEST.code, p.message)
-        self.metrics.api_call(method, outcome, time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        self.metrics.api_call(method, outcome, elapsed)
+        log.debug(
+            "server API call",
+            extra={
+                "event": "api_call",
+                "method": method,
+                "outcome": outcome,
+                "duration_ms": round(elapsed * 1000, 3),
+            },
+        )
         return Response(payload, media_type=_JSON)
 
     async def call(self, method: str, body: bytes) -> tuple[bytes, str]:
@@ -615,6 +630,11 @@ def _decode_message(exc: msgspec.DecodeError) -> str:
     if text.startswith("Expected `object`, got"):
         return "body must be a JSON object"
     return text
+
+
+def _peer(request: Request) -> str:
+    client = request.client
+    return client.host if client is not None else ""
 
 
 def _error_response(status: int, code: int, message: str) -> Response:

@@ -31,13 +31,24 @@ PING = b"{}"
 
 
 def decode_commands(data: bytes) -> list[Command]:
-    """Parse one frame into its commands; raise ProtocolViolation(3501) on malformed JSON."""
+    """Parse one frame into its commands; raise ProtocolViolation(3501) on malformed JSON.
+
+    The common frame holds one command and is decoded in one pass; only a frame that is
+    not a single JSON value is split on newlines.
+    """
     try:
-        if b"\n" not in data:
-            return [_decode_command(data)]
-        return [_decode_command(line) for line in data.split(b"\n") if line.strip()]
+        return [_decode_command(data)]
+    except msgspec.ValidationError as exc:
+        raise ProtocolViolation(DISCONNECT_BAD_REQUEST, f"malformed command: {exc}") from None
+    except msgspec.DecodeError:
+        pass
+    try:
+        cmds = [_decode_command(line) for line in data.split(b"\n") if line.strip()]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolViolation(DISCONNECT_BAD_REQUEST, f"malformed command: {exc}") from None
+    if not cmds:
+        raise ProtocolViolation(DISCONNECT_BAD_REQUEST, "empty frame")
+    return cmds
 
 
 def encode_error(cmd_id: int, err: ClientError) -> bytes:

@@ -91,6 +91,8 @@ class ClientSession:
     state: dict[str, Any] = field(default_factory=dict)
     timer: Any = None
     info_cache: ClientInfo | None = None
+    app_ctx: Any = None
+    """The handlers' view of this client, built once per identity (owned by the node)."""
     after_reply: list[Callable[[], None]] = field(default_factory=list)
     """Actions that must follow the current frame's replies (join pushes)."""
 

@@ -88,6 +88,7 @@ class Connection(WSListener):
         self._idle_mark = 0
         self._idle_since = self._opened_mono
         self._paused_reading = False
+        self._out: list[bytes] | None = None
 
     # -- picows callbacks ------------------------------------------------------------
 
@@ -110,6 +111,18 @@ class Connection(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         self._frames_in += 1
+        if frame.last_in_buffer:
+            self._on_frame(transport, frame)
+            if self._out is not None:
+                self._flush()
+        else:
+            # More frames follow in this read: hold what we send until the last one, so
+            # the replies to one read leave in one write.
+            if self._out is None:
+                self._out = []
+            self._on_frame(transport, frame)
+
+    def _on_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
         if mt is _TEXT or mt is _BINARY or mt is _CONT:
             if self.closing:
@@ -150,6 +163,8 @@ class Connection(WSListener):
     def _on_close_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         # picows has already refused (1002/1007, before this callback) a 1-byte payload, a
         # reason that is not UTF-8 and a code < 3000 outside its WSCloseCode enum.
+        if self._out is not None:
+            self._flush()  # replies to frames before the close go out before its echo
         if transport.is_close_frame_sent:
             # The answer to our close (or picows failed the connection): the handshake is over
             # and the server closes the TCP connection first (7.1.1).
@@ -231,8 +246,20 @@ class Connection(WSListener):
             return False
         self.messages_out += 1
         self.bytes_out += len(data)
-        t.send(_TEXT, data)
+        out = self._out
+        if out is None:
+            t.send(_TEXT, data)
+        else:
+            n = len(data)
+            out.append(_HEADERS[n] if n < 126 else text_header(n))
+            out.append(data)
         return True
+
+    def _flush(self) -> None:
+        out = self._out
+        self._out = None
+        if out and not self.closing and self.transport is not None:
+            self.transport.underlying_transport.write(b"".join(out))
 
     def send_binary(self, data: bytes) -> bool:
         if self.closing or self.transport is None:
@@ -258,6 +285,8 @@ class Connection(WSListener):
         """
         if self.closing:
             return
+        if self._out is not None:
+            self._flush()
         self.closing = True
         self.close_code = disconnect.code
         self.close_reason = disconnect.reason
@@ -345,6 +374,18 @@ class Connection(WSListener):
 _VALID_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
+
+def text_header(n: int) -> bytes:
+    """The header of an unmasked, final text frame with an ``n``-byte payload (RFC 6455
+    5.2): the server side of a connection frames its own messages."""
+    if n < 126:
+        return bytes((0x81, n))
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big")
+    return b"\x81\x7f" + n.to_bytes(8, "big")
+
+
+_HEADERS = [text_header(n) for n in range(126)]
 
 _CODE_CACHE: dict[int, Any] = {}
 
