@@ -384,3 +384,20 @@ def test_errors_are_wshub_errors_and_never_echo_the_token(hs: TokenVerifier) -> 
             hs.verify(tok)
         assert tok not in str(e.value)
         assert e.value.__cause__ is None
+
+
+def test_verified_cache_rechecks_expiry_and_returns_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "cache-test-secret-long-enough-for-hs256!"
+    v = TokenVerifier(TokenConfig(hmac_secret=secret, leeway=0))
+    now = time.time()
+    tok = jwt.encode({"sub": "u", "exp": int(now) + 60}, secret, algorithm="HS256")
+    first = v.verify(tok)
+    first["sub"] = "changed by caller"
+    assert v.verify(tok)["sub"] == "u"  # the cache hands out copies
+    # The cached signature check does not skip the time checks.
+    monkeypatch.setattr(time, "time", lambda: now + 120)
+    with pytest.raises(TokenExpired):
+        v.verify(tok)
+    # A tampered token is never served from the cache.
+    with pytest.raises(TokenInvalid):
+        v.verify(tok[:-2] + ("AA" if tok[-2:] != "AA" else "BB"))

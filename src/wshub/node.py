@@ -180,6 +180,8 @@ class Node:
         s: ClientSession = conn.ctx
         if s.connected:
             conn.send(PING)
+            if s.expires_at is not None and s.timer is None:
+                self._arm_expiry(s)
 
     def on_close(self, conn: Connection, code: int, reason: str) -> None:
         s: ClientSession | None = conn.ctx
@@ -241,6 +243,7 @@ class Node:
             _close(s, exc.disconnect)
             return
         s.busy = True
+
         def done(result: bytes | None, exc: BaseException | None) -> None:
             self._finish(s, [cmd], [result] if exc is None else [], None, exc)
 
@@ -482,9 +485,19 @@ class Node:
             return False, 0
         # From the exact expiry: ``ttl`` is rounded, and a timer that fired before the
         # expiry would leave the connection open for good.
-        delay = max(expire_at - time.time(), 0.0) + self.config.client.expire_grace
-        s.timer = asyncio.get_running_loop().call_later(delay, self._expired, s)
+        self._arm_expiry(s)
         return True, _ttl(expire_at)
+
+    def _arm_expiry(self, s: ClientSession) -> None:
+        """Start the expiry timer once expiry is near. Tokens usually live for hours: until
+        then the heartbeat (send_ping) looks, so an idle connection holds no timer."""
+        assert s.expires_at is not None
+        delay = max(s.expires_at - time.time(), 0.0) + self.config.client.expire_grace
+        if (
+            delay <= 2 * self.config.websocket.ping_interval
+            or self.config.websocket.ping_interval <= 0
+        ):
+            s.timer = asyncio.get_running_loop().call_later(delay, self._expired, s)
 
     def _expired(self, s: ClientSession) -> None:
         s.timer = None

@@ -28,6 +28,8 @@ messages never contain the token.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,8 @@ RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512"})
 EC_ALGORITHMS = frozenset({"ES256", "ES384", "ES512"})
 
 MAX_TOKEN_LENGTH = 16384
+VERIFIED_CACHE_SIZE = 10_000
+"""Verified tokens remembered (see TokenVerifier.verify)."""
 """Longer tokens are refused before any parsing."""
 
 
@@ -77,6 +81,7 @@ class TokenVerifier:
     """Verify JWTs against the keys of a :class:`TokenConfig` (see the module docstring)."""
 
     def __init__(self, config: TokenConfig) -> None:
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._hmac: bytes | None = None
         self._rsa: RSAPublicKey | None = None
         self._ec: EllipticCurvePublicKey | None = None
@@ -182,10 +187,36 @@ class TokenVerifier:
         raise TokenInvalid("unknown key id" if kid is not None else "no key for token")
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Verify ``token`` and return its claims.
+        """Verify ``token`` and return its claims (a fresh dict the caller may keep).
 
         Raises :class:`TokenExpired` or :class:`TokenInvalid`.
+
+        Tokens whose signature has been verified are remembered (a bounded LRU keyed by the
+        whole token string), so a client that reconnects with the same token, as every SDK
+        does, costs a dict look-up and the time checks instead of a signature check. The
+        time claims (exp, nbf) are checked again on every use.
         """
+        cached = self._verified.get(token)
+        if cached is not None:
+            self._verified.move_to_end(token)
+            self._check_times(cached)
+            return dict(cached)
+        claims = self._verify_uncached(token)
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return dict(claims)
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        now = time.time()
+        exp = claims.get("exp")
+        if exp is not None and now > float(exp) + self._leeway:
+            raise TokenExpired("token expired")
+        nbf = claims.get("nbf")
+        if nbf is not None and now < float(nbf) - self._leeway:
+            raise TokenInvalid("token not yet valid")
+
+    def _verify_uncached(self, token: str) -> dict[str, Any]:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise TokenInvalid("malformed token")
         try:

@@ -414,6 +414,7 @@ async def test_api_key_and_admin_password_never_reach_the_logs(
 ) -> None:
     password = "admin-password-for-tests-42"
     stream = io.StringIO()
+    root_level = logging.getLogger().level
     handler = setup_logging("debug", stream=stream)
     try:
         gw = await gateway_factory(config(admin_password=password))
@@ -425,6 +426,7 @@ async def test_api_key_and_admin_password_never_reach_the_logs(
         log.error("oops", extra={"detail": f"Authorization: apikey {API_KEY} / {password}"})
     finally:
         logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(root_level)
     text = stream.getvalue()
     assert "[REDACTED]" in text
     assert API_KEY not in text and password not in text

@@ -285,7 +285,9 @@ async def test_token_refresh_keeps_the_connection(
 
     # The driver goes on once the first token expired and its grace passed.
     until = (first_exp + GRACE + 0.5) * 1000
-    events = await drive(node_driver, "refresh", gw, on_request, token=first, until=until)
+    events = await drive(
+        node_driver, "refresh", gw, on_request, token=first, until=until, refreshes=2
+    )
     after = of(events, "after_refresh")[0]
     assert after["refreshes"] >= 2 and after["state"] == "connected"
     assert after["client"] == after["first"]  # the same connection all along

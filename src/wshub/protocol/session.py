@@ -81,7 +81,7 @@ class ClientSession:
     version: str = ""
     expires_at: float | None = None
     subs: dict[str, Subscription] = field(default_factory=dict)
-    pending: deque[list[Command]] = field(default_factory=deque)
+    pending: deque[list[Command]] = field(default_factory=deque)  # replaced lazily
     busy: bool = False
     bucket: TokenBucket | None = None
     limited_in_a_row: int = 0

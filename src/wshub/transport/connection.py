@@ -60,6 +60,36 @@ class Handler(Protocol):
 class Connection(WSListener):
     """A live WebSocket connection. ``id`` is unique in the process (and across nodes)."""
 
+    __slots__ = (
+        "_assembler",
+        "_frames_in",
+        "_idle_mark",
+        "_idle_since",
+        "_opened_mono",
+        "_out",
+        "_paused_reading",
+        "_ping_mark",
+        "_timer",
+        "bytes_in",
+        "bytes_out",
+        "close_code",
+        "close_reason",
+        "closed",
+        "closing",
+        "ctx",
+        "handler",
+        "id",
+        "messages_in",
+        "messages_out",
+        "opened_at",
+        "request",
+        "route",
+        "server",
+        "state",
+        "task",
+        "transport",
+    )
+
     def __init__(self, server: Server, conn_id: str, request: Request, handler: Handler) -> None:
         self.server = server
         self.id = conn_id

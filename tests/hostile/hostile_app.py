@@ -1,0 +1,48 @@
+"""The app the hostile suite's gateway subprocesses serve (``app = "hostile_app:app"``, with
+this folder on PYTHONPATH): the example app's echo route and RPC, plus introspection RPCs a
+test can call over the wire to see inside the process."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from typing import Any
+
+from wshub.app import App, RPCContext
+from wshub.transport.raw import RawConnection
+
+app = App()
+
+
+@app.route("/echo")
+async def echo_route(ws: RawConnection) -> None:
+    async for message in ws:
+        ws.send(message)
+
+
+@app.rpc("echo")
+async def echo_rpc(_ctx: RPCContext, data: Any) -> Any:
+    return data
+
+
+@app.rpc("sleep")
+async def sleep_rpc(_ctx: RPCContext, data: Any) -> Any:
+    await asyncio.sleep(float(data))
+    return data
+
+
+@app.rpc("stats")
+async def stats_rpc(_ctx: RPCContext, _data: Any) -> Any:
+    """Tasks, descriptors and live transport objects of this process."""
+    from wshub.protocol.session import ClientSession  # noqa: PLC0415
+    from wshub.transport.connection import Connection  # noqa: PLC0415
+
+    gc.collect()
+    objs = gc.get_objects()
+    return {
+        "tasks": len(asyncio.all_tasks()),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "connections": sum(1 for o in objs if isinstance(o, Connection)),
+        "sessions": sum(1 for o in objs if isinstance(o, ClientSession)),
+    }
