@@ -40,7 +40,9 @@ def handshake(
     return s, status, rest
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
+def frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = True
+) -> bytes:
     b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
     n = len(payload)
     if n < 126:

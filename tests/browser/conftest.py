@@ -70,7 +70,7 @@ async def browser() -> AsyncIterator[Any]:
     exe = chromium_path()
     if exe is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.async_api import async_playwright  # noqa: PLC0415 - only when needed
+    from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=exe, headless=True, args=CHROMIUM_ARGS)

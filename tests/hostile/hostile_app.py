@@ -35,8 +35,8 @@ async def sleep_rpc(_ctx: RPCContext, data: Any) -> Any:
 @app.rpc("stats")
 async def stats_rpc(_ctx: RPCContext, _data: Any) -> Any:
     """Tasks, descriptors and live transport objects of this process."""
-    from wshub.protocol.session import ClientSession  # noqa: PLC0415
-    from wshub.transport.connection import Connection  # noqa: PLC0415
+    from wshub.protocol.session import ClientSession
+    from wshub.transport.connection import Connection
 
     gc.collect()
     objs = gc.get_objects()

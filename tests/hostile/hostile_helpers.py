@@ -242,9 +242,7 @@ def start_gateway(
     out.close()
     err.close()
     ws = cfg.get("websocket", {})
-    gw = GatewayProcess(
-        proc, workdir, 0, int(cfg["http_port"]), float(ws.get("drain_time", 5.0))
-    )
+    gw = GatewayProcess(proc, workdir, 0, int(cfg["http_port"]), float(ws.get("drain_time", 5.0)))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = re.search(r"WebSocket on ws://[^:]+:(\d+)/", gw.stdout())
@@ -398,6 +396,7 @@ class MiniWS:
         self.writer = writer
         self.answer_pings = True
         self._next_id = 1
+        self._reader_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -507,6 +506,22 @@ class MiniWS:
         except Closed as c:
             return c.code
 
+    def read_in_background(self) -> asyncio.Queue[bytes | Closed]:
+        """Keep reading (and answering pings) in a task; messages, then the Closed, go to
+        the returned queue."""
+        inbox: asyncio.Queue[bytes | Closed] = asyncio.Queue()
+
+        async def run() -> None:
+            while True:
+                try:
+                    inbox.put_nowait(await self.recv(3600))
+                except Closed as c:
+                    inbox.put_nowait(c)
+                    return
+
+        self._reader_task = asyncio.create_task(run())
+        return inbox
+
     def abort(self) -> None:
         """Drop the TCP connection (RST, no close frame)."""
         sock = self.writer.get_extra_info("socket")
@@ -514,11 +529,17 @@ class MiniWS:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.writer.transport.abort()
+        self._stop_reader()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.send_raw(build_frame(OP_CLOSE, struct.pack(">H", 1000)))
         self.writer.close()
+        self._stop_reader()
+
+    def _stop_reader(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
 
 
 def percentile(values: Iterable[float], q: float) -> float:

@@ -10,8 +10,8 @@ from typing import Any
 import jwt
 import pytest
 import websockets
-from support import GatewayFactory, make_config, open_namespace, ws_url
 
+from support import GatewayFactory, make_config, open_namespace, ws_url
 from wshub.app import App
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"

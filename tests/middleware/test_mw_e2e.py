@@ -11,9 +11,9 @@ from typing import Any
 
 import jwt
 import pytest
-from support import GatewayFactory, make_config
-from rawclient import handshake
 
+from rawclient import handshake
+from support import GatewayFactory, make_config
 from wshub.app import App
 from wshub.logs import JsonFormatter, ScrubFilter
 from wshub.transport.raw import RawConnection
@@ -77,7 +77,12 @@ ORIGIN = {"Origin": "https://app.example.com"}
         ("/echo", ORIGIN, 401, "missing_token"),
         ("/echo?token=garbage", ORIGIN, 403, "invalid_token"),
         ("/echo?token={good}", {"Origin": "https://evil.test"}, 403, "origin_not_allowed"),
-        ("/echo?token={good}", {"Origin": "https://app.example.com.evil.test"}, 403, "origin_not_allowed"),
+        (
+            "/echo?token={good}",
+            {"Origin": "https://app.example.com.evil.test"},
+            403,
+            "origin_not_allowed",
+        ),
         ("/echo?token={good}", {"Origin": "null"}, 403, "origin_not_allowed"),
         ("/echo?token={good}", {}, 403, "origin_not_allowed"),
         ("/nowhere", ORIGIN, 404, "not_found"),
@@ -99,15 +104,21 @@ async def test_rate_limit_429_with_retry_after_and_cap_503(gw: Any) -> None:
     held = []
     statuses = []
     for _ in range(3):  # fill the global cap (3)
-        sock, status, _ = await loop.run_in_executor(None, lambda: handshake(gw.ws_port, path, ORIGIN))
+        sock, status, _ = await loop.run_in_executor(
+            None, lambda: handshake(gw.ws_port, path, ORIGIN)
+        )
         held.append(sock)
         statuses.append(status)
     assert statuses == [101, 101, 101]
-    sock, status, rest = await loop.run_in_executor(None, lambda: handshake(gw.ws_port, path, ORIGIN))
+    sock, status, rest = await loop.run_in_executor(
+        None, lambda: handshake(gw.ws_port, path, ORIGIN)
+    )
     sock.close()
     assert status == 503
     # The burst (4) is spent by now: the next upgrade is rate-limited.
-    sock, status, rest = await loop.run_in_executor(None, lambda: handshake(gw.ws_port, path, ORIGIN))
+    sock, status, _rest = await loop.run_in_executor(
+        None, lambda: handshake(gw.ws_port, path, ORIGIN)
+    )
     sock.close()
     assert status == 429
     for s in held:
@@ -140,7 +151,9 @@ async def test_access_log_lines_never_contain_credentials(
         gw = await gateway_factory(cfg, _app())
         tok = good_token("carol")
         url = f"ws://127.0.0.1:{gw.ws_port}/echo?token={tok}&room=1"
-        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {tok}"}) as ws:
+        async with websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {tok}"}
+        ) as ws:
             await ws.recv()
             await ws.send("hello")
             await ws.recv()

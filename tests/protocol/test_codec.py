@@ -47,7 +47,10 @@ def test_malformed_frames_are_bad_request(frame: bytes) -> None:
 
 def test_error_reply_shape() -> None:
     out = json.loads(encode_error(7, codes.ERROR_TOO_MANY_REQUESTS))
-    assert out == {"id": 7, "error": {"code": 111, "message": "too many requests", "temporary": True}}
+    assert out == {
+        "id": 7,
+        "error": {"code": 111, "message": "too many requests", "temporary": True},
+    }
     out = json.loads(encode_error(8, codes.ERROR_PERMISSION_DENIED))
     assert out == {"id": 8, "error": {"code": 103, "message": "permission denied"}}
 
@@ -81,6 +84,8 @@ def test_join_push_always_carries_user_and_client() -> None:
 
 def test_connect_result_omits_defaults() -> None:
     out = json.loads(
-        m.encode(m.Reply(id=1, connect=m.ConnectResult(client="x", version="v", ping=25, pong=True)))
+        m.encode(
+            m.Reply(id=1, connect=m.ConnectResult(client="x", version="v", ping=25, pong=True))
+        )
     )
     assert out == {"id": 1, "connect": {"client": "x", "version": "v", "ping": 25, "pong": True}}

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import websockets
-from support import GatewayFactory, make_config, ws_url
-from rawclient import close_code, frame, handshake, read_frames
 
+from rawclient import close_code, frame, handshake, read_frames
+from support import GatewayFactory, make_config, ws_url
 from wshub.app import App
 from wshub.transport.raw import RawConnection
 

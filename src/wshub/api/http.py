@@ -108,6 +108,7 @@ class HttpServer:
                 host=cfg.host,
                 port=cfg.http_port,
                 log_config=None,
+                log_level="warning",
                 access_log=False,
                 lifespan="off",
                 proxy_headers=False,

@@ -342,6 +342,8 @@ class Connection(WSListener):
     def pause_reading(self) -> None:
         if not self._paused_reading and self.transport is not None:
             self._paused_reading = True
+            # The peer's pong may now wait unread in the socket: no verdict on this ping.
+            self._ping_mark = -1
             self.transport.underlying_transport.pause_reading()
 
     def resume_reading(self) -> None:
@@ -366,6 +368,13 @@ class Connection(WSListener):
         if self.closing:
             return
         ws = self.server.config.websocket
+        if self._paused_reading:
+            # We stopped reading (backpressure from a busy handler): the peer's pongs and
+            # messages wait unread, so neither silence nor idleness can be judged now.
+            self._idle_mark = self.messages_in
+            self._idle_since = time.monotonic()
+            self._schedule(ws.ping_interval, self._heartbeat)
+            return
         if ws.idle_timeout > 0:
             now = time.monotonic()
             if self.messages_in != self._idle_mark:
@@ -386,7 +395,8 @@ class Connection(WSListener):
         if self.closing:
             return
         if self._frames_in == self._ping_mark:
-            # Nothing at all from the peer since the ping: it is gone (or stalled).
+            # Nothing at all from the peer since the ping, and we kept reading (a pause
+            # sets the mark to -1): it is gone (or stalled).
             self.server.metrics.dead_peer()
             self.close(self.server.no_pong_disconnect(self), abort_after=0.0)
             return
@@ -404,6 +414,7 @@ class Connection(WSListener):
 _VALID_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
+
 
 def text_header(n: int) -> bytes:
     """The header of an unmasked, final text frame with an ``n``-byte payload (RFC 6455
