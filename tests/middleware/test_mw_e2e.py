@@ -110,7 +110,7 @@ async def test_rate_limit_429_with_retry_after_and_cap_503(gw: Any) -> None:
         held.append(sock)
         statuses.append(status)
     assert statuses == [101, 101, 101]
-    sock, status, rest = await loop.run_in_executor(
+    sock, status, _ = await loop.run_in_executor(
         None, lambda: handshake(gw.ws_port, path, ORIGIN)
     )
     sock.close()
