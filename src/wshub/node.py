@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -152,7 +153,7 @@ class Node:
             await asyncio.sleep(max(ttl / 3, 0.5))
             for s in list(self.hub.clients.values()):
                 for sub in list(s.subs.values()):
-                    if sub.presence:
+                    if sub.presence and not s.closed:  # it may close during an add
                         await self.engine.presence.add(sub.channel, s.info(sub.chan_info), ttl=ttl)
 
     # -- transport Handler ---------------------------------------------------------------
@@ -217,6 +218,8 @@ class Node:
         s: ClientSession = conn.ctx
         cmds = decode_commands(data)
         if s.busy:
+            if s.pending is None:
+                s.pending = deque()
             s.pending.append(cmds)
             if len(s.pending) >= _MAX_PENDING_FRAMES:
                 conn.pause_reading()
@@ -443,7 +446,12 @@ class Node:
             anonymous_ok = cfg.allow_anonymous or cfg.insecure
             if not user and not req.token and not anonymous_ok and result is None:
                 raise _Reply(codes.ERROR_UNAUTHORIZED)
+        if s.closed:
+            # The client left while on_connecting ran (on_close has been and gone):
+            # register nothing, or the session would stay in the hub for good.
+            raise DisconnectError(codes.DISCONNECT_CONNECTION_CLOSED)
         s.user = user
+        s.state["user"] = user  # the access log names the user at close
         s.conn_info = _bytes_or_none(info)
         s.info_cache = None
         s.app_ctx = None
@@ -615,6 +623,10 @@ class Node:
         epoch: str = "",
     ) -> m.SubscribeResult:
         """Subscribe ``s``: hub, broker, presence, join, and history recovery."""
+        if s.closed:
+            # The client left while a handler awaited (on_subscribe, on_connecting): its
+            # on_close has already run, so nothing may be registered for it any more.
+            raise DisconnectError(codes.DISCONNECT_CONNECTION_CLOSED)
         channel = sub.channel
         result = m.SubscribeResult()
         has_history = opts.history_size > 0 and opts.history_ttl > 0
@@ -660,9 +672,11 @@ class Node:
             await self.engine.presence.add(
                 channel, s.info(sub.chan_info), ttl=self.config.client.presence_ttl
             )
+            if s.closed:  # closed during the add: on_close's remove may have run first
+                self._fire(self.engine.presence.remove(channel, s.client))
         if opts.join_leave:
             info = s.info(sub.chan_info)
-            s.after_reply.append(lambda: self._fire(self.engine.broker.publish_join(channel, info)))
+            s.defer(lambda: self._fire(self.engine.broker.publish_join(channel, info)))
         return result
 
     async def _server_subscribe(
@@ -671,7 +685,7 @@ class Node:
         """Subscribe ``s`` to ``channel`` on the server's initiative; ``req`` is what the
         connect command's ``subs`` asks for the channel (recovery on reconnect)."""
         opts = self.channels.options(channel)
-        if opts is None or not self.channels.valid(channel) or channel in s.subs:
+        if opts is None or not self.channels.valid(channel) or channel in s.subs or s.closed:
             return None
         sub = Subscription(
             channel=channel,
@@ -859,7 +873,10 @@ class Node:
         if not subs:
             return
         frame = encode_publication_push(channel, pub)
+        skipped = self.hub.skipped
         sent = self.hub.broadcast(channel, frame)
+        if self.hub.skipped != skipped:
+            self.metrics.skipped_sends.inc(self.hub.skipped - skipped)
         latency = time.time() - pub.time_ms / 1000 if pub.time_ms else 0.0
         self.metrics.publication_delivered(sent, max(latency, 0.0))
 
@@ -872,8 +889,8 @@ class Node:
     def _push_join_leave(self, channel: str, frame: bytes) -> None:
         for s in self.hub.subscribers(channel):
             sub = s.subs.get(channel)
-            if sub is not None and sub.join_leave:
-                s.conn.send(frame)
+            if sub is not None and sub.join_leave and not s.conn.send(frame):
+                self._skipped()
 
     # -- server-side operations (server API, admin) ----------------------------------------
 
@@ -932,7 +949,15 @@ class Node:
         for s in self.hub.user_sessions(user):
             if s.conn.send(frame):
                 n += 1
+            else:
+                self._skipped()
         return n
+
+    def _skipped(self) -> None:
+        """Count one delivery skipped because the connection is closing (fan-out through
+        ``hub.broadcast`` counts its own)."""
+        self.hub.skipped += 1
+        self.metrics.skipped_sends.inc()
 
     def shutdown_disconnect(self) -> None:
         self.draining = True
@@ -962,8 +987,8 @@ def _close(s: ClientSession, disconnect: Disconnect) -> None:
 
 
 def _run_after_reply(s: ClientSession) -> None:
-    actions, s.after_reply = s.after_reply, []
-    for action in actions:
+    actions, s.after_reply = s.after_reply, None
+    for action in actions or ():
         action()
 
 

@@ -233,11 +233,8 @@ async def test_presence_with_join_and_leave(
     assert [j["user"] for j in joins] == ["alice", "bob"]  # its own join, then bob's
     presence = of(events, "presence")
     assert presence[0]["users"] == ["alice", "bob"] and presence[0]["clients"] == 2
-    assert of(events, "presence_stats")[0] | {"ev": None} == {
-        "ev": None,
-        "numClients": 2,
-        "numUsers": 2,
-    }
+    stats = of(events, "presence_stats")[0]
+    assert (stats["numClients"], stats["numUsers"]) == (2, 2)
     assert [x["user"] for x in of(events, "leave", who="a")] == ["bob"]
     assert presence[1]["users"] == ["alice"]
 

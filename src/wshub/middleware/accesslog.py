@@ -43,19 +43,19 @@ class AccessLog:
             self._rejected(request, result.status, error if isinstance(error, str) else "")
             return result
         self._opened(request)
-        user = _user(request)
-        ip = request.client_ip
-        path = request.path
+        log = self.log
+        if not log.isEnabledFor(logging.INFO):
+            return None  # nothing to write at close either: no callback per connection
 
         def closed(info: CloseInfo) -> None:
-            self.log.info(
+            log.info(
                 "connection_close",
                 extra={
                     "event": "connection_close",
                     "id": info.conn_id or request.conn_id,
-                    "ip": ip,
-                    "path": path,
-                    "user": user,
+                    "ip": request.client_ip,
+                    "path": request.path,
+                    "user": _user(request),
                     "duration": round(info.duration, 3),
                     "code": info.code,
                     "reason": info.reason,

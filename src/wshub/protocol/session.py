@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wshub.brokers.base import ClientInfo
@@ -62,39 +62,83 @@ class Subscription:
     server_side: bool = False
 
 
-@dataclass(slots=True, eq=False)
 class ClientSession:
     """One client of the Centrifugo protocol. Identity is the object (hashable by id()).
 
     ``conn`` is where pushes go; while a multi-command frame is being answered it is a
     :class:`HeldSink` so that pushes follow that frame's replies, then it is ``real`` again.
+    A plain slotted class: one is built per connection, on the accept path.
     """
 
-    conn: Sink
-    real: Any
-    client: str
-    user: str = ""
-    conn_info: bytes | None = None
-    connected: bool = False
-    closed: bool = False
-    name: str = ""
-    version: str = ""
-    expires_at: float | None = None
-    subs: dict[str, Subscription] = field(default_factory=dict)
-    pending: deque[list[Command]] = field(default_factory=deque)  # replaced lazily
-    busy: bool = False
-    bucket: TokenBucket | None = None
-    limited_in_a_row: int = 0
-    commands: int = 0
-    last_command_at: float = 0.0
-    connected_at: float = 0.0
-    state: dict[str, Any] = field(default_factory=dict)
-    timer: Any = None
-    info_cache: ClientInfo | None = None
-    app_ctx: Any = None
-    """The handlers' view of this client, built once per identity (owned by the node)."""
-    after_reply: list[Callable[[], None]] = field(default_factory=list)
-    """Actions that must follow the current frame's replies (join pushes)."""
+    __slots__ = (
+        "after_reply",
+        "app_ctx",
+        "bucket",
+        "busy",
+        "client",
+        "closed",
+        "commands",
+        "conn",
+        "conn_info",
+        "connected",
+        "connected_at",
+        "expires_at",
+        "info_cache",
+        "last_command_at",
+        "limited_in_a_row",
+        "name",
+        "pending",
+        "real",
+        "state",
+        "subs",
+        "timer",
+        "user",
+        "version",
+    )
+
+    def __init__(
+        self,
+        conn: Sink,
+        real: Any,
+        client: str,
+        *,
+        user: str = "",
+        conn_info: bytes | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.real = real
+        self.client = client
+        self.user = user
+        self.conn_info = conn_info
+        self.state: dict[str, Any] = state if state is not None else {}
+        self.connected = False
+        self.closed = False
+        self.name = ""
+        self.version = ""
+        self.expires_at: float | None = None
+        self.subs: dict[str, Subscription] = {}
+        self.pending: deque[list[Command]] | None = None
+        """Frames waiting while one is being answered (created on first need)."""
+        self.busy = False
+        self.bucket: TokenBucket | None = None
+        self.limited_in_a_row = 0
+        self.commands = 0
+        self.last_command_at = 0.0
+        self.connected_at = 0.0
+        self.timer: Any = None
+        self.info_cache: ClientInfo | None = None
+        self.app_ctx: Any = None
+        """The handlers' view of this client, built once per identity (owned by the node)."""
+        self.after_reply: list[Callable[[], None]] | None = None
+        """Actions that must follow the current frame's replies (join pushes)."""
+
+    def defer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` after the replies of the frame being answered."""
+        if self.after_reply is None:
+            self.after_reply = [action]
+        else:
+            self.after_reply.append(action)
 
     def info(self, chan_info: bytes | None = None) -> ClientInfo:
         if chan_info is None:

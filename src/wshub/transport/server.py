@@ -68,6 +68,25 @@ class Totals:
     bytes_out: int = 0
 
 
+# picows's own messages that a peer triggers at will: a protocol violation is the peer's
+# fault (the close code is in the access log), not a server error.
+_PEER_FAULTS = ("WS parser error", "on_ws_frame raised WSProtocolError")
+
+
+class PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows's logger, re-levelled so a hostile peer cannot write ERROR lines at will:
+    its per-connection INFO lines (accepted, disconnected, handshake timeout) repeat the
+    access log and go to DEBUG; a peer's protocol violation goes to INFO. Everything else
+    (an exception in our listener) keeps its level."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level == logging.INFO:
+            level = logging.DEBUG
+        elif level >= logging.ERROR and isinstance(msg, str) and msg.startswith(_PEER_FAULTS):
+            level = logging.INFO
+        super().log(level, msg, *args, **kwargs)
+
+
 def _json_error(resp: Response) -> WSUpgradeResponseWithListener:
     headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **resp.headers}
     return WSUpgradeResponseWithListener(
@@ -90,7 +109,7 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)
-        self._picows_logger = logging.LoggerAdapter(logging.getLogger("wshub.picows"), {})
+        self._picows_logger = PicowsLog(logging.getLogger("wshub.picows"), {})
         self._drained: asyncio.Event | None = None
         self._trusted = list(config.limits.trusted_proxies)
 
