@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -96,7 +96,10 @@ class Metrics:
         self.api_durations: dict[str, FastHistogram] = {}
         self.traffic: Callable[[], Traffic] | None = None
         r.register(_HotCollector(self))
-        # Cold metrics.
+        # Cold metrics. Children of the accept-path counters are cached per label value
+        # (routes and close codes are small, fixed sets).
+        self._connects_by_route: dict[str, Any] = {}
+        self._disconnects_by_code: dict[int, Any] = {}
         self.connects = Counter(
             "wshub_connects", "Accepted WebSocket upgrades.", ["route"], registry=r
         )
@@ -157,11 +160,17 @@ class Metrics:
 
     def connection_opened(self, route: str) -> None:
         self.connections += 1
-        self.connects.labels(route).inc()
+        child = self._connects_by_route.get(route)
+        if child is None:
+            child = self._connects_by_route[route] = self.connects.labels(route)
+        child.inc()
 
     def connection_closed(self, code: int) -> None:
         self.connections -= 1
-        self.disconnects.labels(str(code)).inc()
+        child = self._disconnects_by_code.get(code)
+        if child is None:
+            child = self._disconnects_by_code[code] = self.disconnects.labels(str(code))
+        child.inc()
 
     def upgrade_rejected(self, reason: str, status: int) -> None:
         self.rejections.labels(reason, str(status)).inc()

@@ -183,6 +183,21 @@ class Node:
             conn.send(PING)
             if s.expires_at is not None and s.timer is None:
                 self._arm_expiry(s)
+            if s.subs:
+                self._expire_subscriptions(s)
+
+    def _expire_subscriptions(self, s: ClientSession) -> None:
+        """End subscriptions whose token expired and was not refreshed (sub_refresh) within
+        the grace period: the unsubscribe push 2501 makes the SDK resubscribe with a new
+        token. Checked at heartbeat pace."""
+        deadline = time.time() - self.config.client.expire_grace
+        for sub in [x for x in s.subs.values() if x.expires_at is not None]:
+            if sub.expires_at is not None and sub.expires_at < deadline:
+                del s.subs[sub.channel]
+                self._drop_subscription(s, sub)
+                u = codes.UNSUBSCRIBE_EXPIRED
+                push = m.Push(channel=sub.channel, unsubscribe=m.UnsubscribePush(u.code, u.reason))
+                s.conn.send(_encode(m.Reply(push=push)))
 
     def on_close(self, conn: Connection, code: int, reason: str) -> None:
         s: ClientSession | None = conn.ctx
@@ -596,7 +611,13 @@ class Node:
             expires_at=expire_at,
         )
         result = await self._attach(
-            s, sub, opts, recover=req.recover, offset=req.offset, epoch=req.epoch
+            s,
+            sub,
+            opts,
+            recover=req.recover,
+            offset=req.offset,
+            epoch=req.epoch,
+            recoverable=req.recoverable,
         )
         if channel not in s.subs:  # closed meanwhile
             raise _Reply(codes.ERROR_INTERNAL)
@@ -621,8 +642,13 @@ class Node:
         recover: bool = False,
         offset: int = 0,
         epoch: str = "",
+        recoverable: bool = False,
     ) -> m.SubscribeResult:
-        """Subscribe ``s``: hub, broker, presence, join, and history recovery."""
+        """Subscribe ``s``: hub, broker, presence, join, and history recovery.
+
+        Recovery is opt-in per subscription (the SDK's ``recoverable`` option, or
+        ``recover`` on a resubscribe) unless the namespace sets ``force_recovery``.
+        """
         if s.closed:
             # The client left while a handler awaited (on_subscribe, on_connecting): its
             # on_close has already run, so nothing may be registered for it any more.
@@ -632,7 +658,7 @@ class Node:
         has_history = opts.history_size > 0 and opts.history_ttl > 0
         recovering = recover and has_history
         if has_history:
-            sub.recoverable = True
+            sub.recoverable = recover or recoverable or opts.force_recovery
             sub.positioned = True
         # Subscribe in the hub before reading history: nothing published from here on is
         # missed, and with the memory engine nothing runs in between at all.
@@ -664,7 +690,7 @@ class Node:
                 result.was_recovering = True
             else:
                 top = await self.engine.history.position(channel)
-            result.recoverable = True
+            result.recoverable = sub.recoverable
             result.positioned = True
             result.epoch = top.epoch
             result.offset = top.offset
@@ -695,9 +721,17 @@ class Node:
             server_side=True,
         )
         if req is None:
-            return await self._attach(s, sub, opts)
+            # A server-side subscription has no client option to opt in: with history on
+            # it is always recoverable.
+            return await self._attach(s, sub, opts, recoverable=True)
         return await self._attach(
-            s, sub, opts, recover=req.recover, offset=req.offset, epoch=req.epoch
+            s,
+            sub,
+            opts,
+            recover=req.recover,
+            offset=req.offset,
+            epoch=req.epoch,
+            recoverable=True,
         )
 
     def _drop_subscription(self, s: ClientSession, sub: Subscription) -> None:

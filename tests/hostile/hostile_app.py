@@ -46,3 +46,9 @@ async def stats_rpc(_ctx: RPCContext, _data: Any) -> Any:
         "connections": sum(1 for o in objs if isinstance(o, Connection)),
         "sessions": sum(1 for o in objs if isinstance(o, ClientSession)),
     }
+
+
+@app.rpc("boom")
+async def boom_rpc(_ctx: RPCContext, data: Any) -> Any:
+    """A handler bug whose exception message echoes what the client sent."""
+    raise RuntimeError(f"cannot handle {data!r}")

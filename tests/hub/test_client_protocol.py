@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import jwt
@@ -67,6 +68,7 @@ async def gw(gateway_factory: GatewayFactory) -> Any:
             open_namespace(""),
             {"name": "closed"},
             open_namespace("hist", history_size=10, history_ttl=60),
+            open_namespace("forced", history_size=10, history_ttl=60, force_recovery=True),
         ],
     )
     return await gateway_factory(cfg, app)
@@ -129,7 +131,12 @@ async def test_publication_reaches_other_subscribers_with_offsets(gw: Any) -> No
         await connect(b, token("b"))
         await a.send(json.dumps({"id": 2, "subscribe": {"channel": "hist:x"}}))
         sub = (await recv_json(a))["subscribe"]
-        assert sub["recoverable"] is True and sub["epoch"]
+        # History without the SDK's recoverable option: positioned, not recoverable.
+        assert "recoverable" not in sub and sub["positioned"] is True and sub["epoch"]
+        await a.send(json.dumps({"id": 3, "unsubscribe": {"channel": "hist:x"}}))
+        await recv_json(a)
+        await a.send(json.dumps({"id": 4, "subscribe": {"channel": "hist:x", "recoverable": True}}))
+        assert (await recv_json(a))["subscribe"]["recoverable"] is True
         for n in range(3):
             await b.send(json.dumps({"id": 10 + n, "publish": {"channel": "hist:x", "data": n}}))
             assert (await recv_json(b))["id"] == 10 + n
@@ -301,3 +308,48 @@ async def test_stale_connection_without_connect_is_closed(gateway_factory: Gatew
     async with websockets.connect(ws_url(gw)) as ws:
         code, _ = await closed_with(ws)
     assert code == 3502
+
+
+async def test_force_recovery_makes_every_subscription_recoverable(gw: Any) -> None:
+    async with websockets.connect(ws_url(gw)) as ws:
+        await connect(ws, token())
+        await ws.send(json.dumps({"id": 2, "subscribe": {"channel": "forced:x"}}))
+        assert (await recv_json(ws))["subscribe"]["recoverable"] is True
+        await ws.send(json.dumps({"id": 3, "presence_stats": {"channel": "forced:x"}}))
+        assert (await recv_json(ws))["error"]["code"] == 108
+
+
+async def test_expired_subscription_token_ends_the_subscription_with_2501(
+    gateway_factory: GatewayFactory,
+) -> None:
+    cfg = make_config(
+        token__hmac_secret=SECRET,
+        client={"expire_grace": 0.2},
+        websocket={"ping_interval": 0.3, "pong_timeout": 0.3},
+        namespaces=[{"name": "priv"}],
+    )
+    gw = await gateway_factory(cfg)
+    loop = asyncio.get_running_loop()
+    async with websockets.connect(ws_url(gw), ping_interval=None) as ws:
+        await connect(ws, token("alice"))
+        exp = int(time.time()) + 1
+        sub_tok = token("alice", channel="priv:room", exp=exp)
+        await ws.send(
+            json.dumps({"id": 2, "subscribe": {"channel": "priv:room", "token": sub_tok}})
+        )
+        res = (await recv_json(ws))["subscribe"]
+        assert res["expires"] is True and res["ttl"] >= 1
+        t0 = loop.time()
+        while True:
+            msg = await recv_json(ws, timeout=4)
+            if msg == {}:
+                await ws.send("{}")
+                continue
+            break
+        assert msg["push"]["channel"] == "priv:room"
+        assert msg["push"]["unsubscribe"] == {"code": 2501, "reason": "subscription expired"}
+        assert loop.time() - t0 < 3
+        assert "priv:room" not in gw.node.hub.channels
+        # The connection itself lives on.
+        await ws.send(json.dumps({"id": 3, "unsubscribe": {"channel": "priv:room"}}))
+        assert (await recv_json(ws))["id"] == 3

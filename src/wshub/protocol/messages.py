@@ -171,7 +171,7 @@ class PresenceResult(Struct):
     presence: dict[str, ClientInfoMsg]
 
 
-class PresenceStatsResult(Struct, omit_defaults=True):
+class PresenceStatsResult(Struct):
     num_clients: int = 0
     num_users: int = 0
 
