@@ -108,6 +108,7 @@ class App:
 
     def __init__(self) -> None:
         self.raw_routes: dict[str, RawHandler] = {}
+        self.route_subprotocols: dict[str, tuple[str, ...]] = {}
         self.rpc_methods: dict[str, Callable[[RPCContext, Any], MaybeAwaitable]] = {}
         self.connecting: Callable[[ConnectContext], MaybeAwaitable] | None = None
         self.subscribe: Callable[[SubscribeContext], MaybeAwaitable] | None = None
@@ -118,12 +119,17 @@ class App:
         self.middleware: list[Any] = []
         self.token_validator: Callable[[str], dict[str, Any] | None] | None = None
 
-    def route(self, path: str) -> Callable[[RawHandler], RawHandler]:
+    def route(
+        self, path: str, *, subprotocols: tuple[str, ...] = ()
+    ) -> Callable[[RawHandler], RawHandler]:
         """Serve ``path`` as a raw WebSocket route: the handler receives a RawConnection
-        to iterate for messages and send on."""
+        to iterate for messages and send on. ``subprotocols``: the Sec-WebSocket-Protocol
+        values it speaks; the first one the client offers is selected (the connection's
+        ``subprotocol``), and none is selected when the client offers none of them."""
 
         def deco(fn: RawHandler) -> RawHandler:
             self.raw_routes[path] = fn
+            self.route_subprotocols[path] = tuple(subprotocols)
             return fn
 
         return deco

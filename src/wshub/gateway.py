@@ -89,7 +89,8 @@ class Gateway:
             )
         )
         for path, fn in self.app.raw_routes.items():
-            self.server.add_route(Route(path, RawRoute(fn), name=path))
+            protos = self.app.route_subprotocols.get(path, ())
+            self.server.add_route(Route(path, RawRoute(fn), name=path, subprotocols=protos))
         self.http: Any = None
         self._stopping = asyncio.Event()
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from hostile_helpers import Closed, MiniWS, wait_for
-from support import GatewayFactory, make_config, open_namespace
 
+from support import GatewayFactory, make_config, open_namespace
 from wshub import codes
 from wshub.app import App
 from wshub.protocol.session import ClientSession

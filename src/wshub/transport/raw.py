@@ -55,6 +55,12 @@ class RawConnection:
         return self._conn.state
 
     @property
+    def subprotocol(self) -> str | None:
+        """The Sec-WebSocket-Protocol value selected for this connection, if any."""
+        value = self._conn.state.get("subprotocol")
+        return value if isinstance(value, str) else None
+
+    @property
     def closed(self) -> bool:
         return self._closed is not None
 

@@ -222,6 +222,7 @@ class Server:
             )
             if chosen:
                 extra["Sec-WebSocket-Protocol"] = chosen
+                request.state["subprotocol"] = chosen
         if extra:
             return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(extra), conn)
         return conn
