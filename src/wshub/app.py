@@ -25,8 +25,14 @@ MaybeAwaitable = Any
 @dataclass(slots=True)
 class ConnectContext:
     """What on_connecting sees. Set ``user``, ``info`` (JSON-able, shown to others as
-    conn_info), ``channels`` (server-side subscriptions) or ``data`` (sent back in the
-    connect reply) to change the outcome; token claims have been applied already."""
+    conn_info), ``channels`` (server-side subscriptions), ``reply_data`` (sent back in the
+    connect reply) or ``expire_at`` to change the outcome; token claims have been applied
+    already.
+
+    The hook returns None to keep the defaults (a connection with neither a user nor a
+    token is then refused with 101 unless anonymous connections are allowed), True to
+    accept (anonymous included), or False to refuse with 103; it may raise CommandError
+    (that error reply) or DisconnectError (close with that code)."""
 
     client: str
     user: str

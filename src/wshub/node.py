@@ -789,9 +789,20 @@ class Node:
         if not allowed:
             raise _Reply(codes.ERROR_PERMISSION_DENIED)
         sub = s.subs.get(channel)
-        await self.publish(
-            channel, data, info=s.info(sub.chan_info if sub is not None else None), opts=opts
-        )
+        # A publisher subscribed to its own channel gets the reply first, then the push
+        # (as with a multi-command frame, where s.conn is already held).
+        held = HeldSink(s.real) if sub is not None and s.conn is s.real else None
+        if held is not None:
+            s.conn = held
+        try:
+            await self.publish(
+                channel, data, info=s.info(sub.chan_info if sub is not None else None), opts=opts
+            )
+        finally:
+            if held is not None:
+                s.conn = s.real
+                if held.frames:
+                    s.defer(lambda: _send_all(s, held.frames))
         return _encode(m.Reply(id=cmd_id, publish=m.EMPTY))
 
     async def publish(
@@ -1018,6 +1029,11 @@ def _close(s: ClientSession, disconnect: Disconnect) -> None:
     conn = s.real
     if isinstance(conn, Connection):
         conn.close(disconnect)
+
+
+def _send_all(s: ClientSession, frames: list[bytes]) -> None:
+    for frame in frames:
+        s.conn.send(frame)
 
 
 def _run_after_reply(s: ClientSession) -> None:

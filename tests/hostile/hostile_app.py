@@ -52,3 +52,32 @@ async def stats_rpc(_ctx: RPCContext, _data: Any) -> Any:
 async def boom_rpc(_ctx: RPCContext, data: Any) -> Any:
     """A handler bug whose exception message echoes what the client sent."""
     raise RuntimeError(f"cannot handle {data!r}")
+
+
+class _LagMonitor:
+    """Event-loop lag: how late a 10 ms periodic timer fires, worst case since the last
+    read."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(0.01)
+            self.worst = max(self.worst, loop.time() - t0 - 0.01)
+
+
+_lag = _LagMonitor()
+
+
+@app.rpc("lag")
+async def lag_rpc(_ctx: RPCContext, _data: Any) -> Any:
+    """Worst event-loop lag (seconds) since the previous call; the first call starts the
+    monitor."""
+    if _lag.task is None:
+        _lag.task = asyncio.create_task(_lag.run())
+    worst, _lag.worst = _lag.worst, 0.0
+    return worst
