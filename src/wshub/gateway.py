@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from wshub.app import App
@@ -45,16 +46,19 @@ def load_app(spec: str) -> App:
     return app
 
 
-def build_engine(config: Config) -> Engine:
+def build_engine(config: Config) -> tuple[Engine, Callable[[], Awaitable[None]] | None]:
+    """The configured engine and, when the gateway owns a connection pool for it, the
+    coroutine function that closes that pool (after the engine itself is closed)."""
     if config.engine == "redis":
         from redis.asyncio import Redis  # noqa: PLC0415 - optional engine
 
         from wshub.brokers.redis import redis_engine  # noqa: PLC0415
 
-        return redis_engine(Redis.from_url(config.redis_url))
+        client = Redis.from_url(config.redis_url)
+        return redis_engine(client), client.aclose
     from wshub.brokers.memory import memory_engine  # noqa: PLC0415
 
-    return memory_engine()
+    return memory_engine(), None
 
 
 class Gateway:
@@ -70,7 +74,10 @@ class Gateway:
         self.config = config
         self.app = app if app is not None else App()
         self.metrics = Metrics()
-        self.engine = engine if engine is not None else build_engine(config)
+        self._close_engine_client: Callable[[], Awaitable[None]] | None = None
+        if engine is None:
+            engine, self._close_engine_client = build_engine(config)
+        self.engine = engine
         self.node = Node(config, self.engine, self.app, self.metrics)
         chain = build_chain(
             default_chain(
@@ -138,6 +145,8 @@ class Gateway:
         if self.http is not None:
             await self.http.stop()
         await self.node.close()
+        if self._close_engine_client is not None:
+            await self._close_engine_client()
         log.info("wshub stopped", extra={"event": "stopped"})
 
     async def __aenter__(self) -> Gateway:

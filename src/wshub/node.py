@@ -49,8 +49,7 @@ from wshub.protocol.codec import (
 from wshub.protocol.session import ClientSession, HeldSink, Subscription, TokenBucket
 from wshub.tokens import TokenExpired, TokenInvalid, TokenVerifier
 from wshub.transport.connection import Connection
-from wshub.workers import WorkerPool
-from wshub.workers import resume_coroutine as _resume
+from wshub.workers import WorkerPool, outcome, start_task
 
 log = logging.getLogger("wshub.node")
 
@@ -125,18 +124,16 @@ class Node:
         await self.engine.presence.close()
 
     def _fire(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` now, inline; only if it suspends does it become an owned task."""
-        try:
-            first = coro.send(None)
-        except StopIteration:
+        """Start ``coro`` (an engine call nobody waits for) as an owned task, eagerly where
+        possible: with the memory engine it is done before this returns."""
+        t = start_task(coro)
+        if t.done():
+            self._task_done(t)
             return
-        except Exception:
-            self.metrics.broker_errors.inc()
-            log.exception("engine operation failed")
-            return
-        self._spawn(_resume(coro, first))
+        self._tasks.add(t)
+        t.add_done_callback(self._task_done)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any] | Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
         t.add_done_callback(self._task_done)
@@ -245,27 +242,26 @@ class Node:
             self._run_frame(s, cmds)
 
     def _run_one(self, s: ClientSession, cmd: m.Command) -> None:
-        """The common case, one command: run it inline; it becomes a task only if it
-        really has to wait (a slow handler, a remote engine)."""
-        coro = self._command(s, cmd)
-        try:
-            first = coro.send(None)
-        except StopIteration as stop:
-            reply: bytes | None = stop.value
-            if reply is not None and not s.closed:
-                s.conn.send(reply)
-            if s.after_reply:
-                _run_after_reply(s)
-            return
-        except (DisconnectError, ProtocolViolation) as exc:
-            _close(s, exc.disconnect)
+        """The common case, one command: its task runs eagerly (Python 3.12+) and usually
+        finishes right here; only one that has to wait (a slow handler, a remote engine)
+        holds the connection's later frames back until it is done."""
+        task = start_task(self._command(s, cmd))
+        if task.done():
+            reply, exc = outcome(task)
+            if exc is None:
+                if reply is not None and not s.closed:
+                    s.conn.send(reply)
+                if s.after_reply:
+                    _run_after_reply(s)
+                return
+            self._finish(s, [cmd], [], None, exc)
             return
         s.busy = True
 
         def done(result: bytes | None, exc: BaseException | None) -> None:
             self._finish(s, [cmd], [result] if exc is None else [], None, exc)
 
-        self.pool.adopt(coro, first, done)
+        self.pool.track(task, done)
 
     def _run_frame(self, s: ClientSession, cmds: list[m.Command]) -> None:
         replies: list[bytes | None] = []  # one entry per command processed

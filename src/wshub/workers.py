@@ -1,34 +1,48 @@
 """The bounded pool that runs handlers and engine calls for commands.
 
-Most commands finish without ever suspending (the memory engine, a handler that returns at
-once). Those run eagerly, inline, with no task: the coroutine is stepped once and its result
-used directly. Only a coroutine that really suspends becomes a task, and only
-``concurrency`` such tasks run at once; the rest wait in a bounded queue, and beyond that
-the caller is told to refuse (error 111). Each task has a timeout. The pool owns its tasks
-and cancels them on ``close``.
+Every call runs in a real asyncio Task, so handler code sees a current task
+(``asyncio.timeout``, ``asyncio.current_task``, libraries such as redis-py rely on it). On
+Python 3.12+ the task starts eagerly: it runs inline, inside the callback that received the
+command, until it first has to wait; most commands (the memory engine, a handler that
+returns at once) finish right there and are never scheduled. On 3.11 every call is a
+scheduled task (correct, slower). A task that does wait counts against ``concurrency``;
+beyond it calls wait in a bounded queue, and beyond that the caller is told to refuse
+(error 111). Each waiting task has a timeout. The pool owns its tasks and cancels them on
+``close``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import types
+import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-T = TypeVar("T")
 log = logging.getLogger("wshub.workers")
 
 Done = Callable[[Any, BaseException | None], None]
 
+EAGER = sys.version_info >= (3, 12)
+"""Whether tasks start eagerly (Python 3.12+)."""
 
-@types.coroutine
-def resume_coroutine(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, None, Any]:
-    # ``coro`` was stepped once by hand and yielded ``first`` (a future, or None for a bare
-    # yield). Hand that same future to the Task, then let the Task drive the rest.
-    yield first
-    return (yield from coro.__await__())
+
+def start_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """Start ``coro`` as a task: eagerly where the interpreter supports it (the returned
+    task may already be done), else scheduled."""
+    loop = asyncio.get_running_loop()
+    if EAGER:
+        return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    return loop.create_task(coro)
+
+
+def outcome(task: asyncio.Task[Any]) -> tuple[Any, BaseException | None]:
+    """(result, exception) of a finished task; cancellation reads as a timeout."""
+    if task.cancelled():
+        return None, TimeoutError("handler timed out")
+    exc = task.exception()
+    return (None, exc) if exc is not None else (task.result(), None)
 
 
 class WorkerPool:
@@ -45,6 +59,11 @@ class WorkerPool:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def has_capacity(self) -> bool:
+        """Whether a new call would start now rather than wait in the queue."""
+        return self.running < self.concurrency and not self._closed
+
     def submit(self, factory: Callable[[], Coroutine[Any, Any, Any]], done: Done) -> bool:
         """Run ``factory()`` and call ``done(result, exc)`` when it finishes (possibly before
         this returns). Returns False, calling nothing, when the pool is full."""
@@ -60,30 +79,19 @@ class WorkerPool:
 
     def _start(self, factory: Callable[[], Coroutine[Any, Any, Any]], done: Done) -> None:
         try:
-            coro = factory()
+            task = start_task(factory())
         except BaseException as exc:
             done(None, exc)
             return
-        try:
-            first = coro.send(None)
-        except StopIteration as stop:
-            done(stop.value, None)
+        if task.done():
+            done(*outcome(task))
             return
-        except BaseException as exc:
-            done(None, exc)
-            return
-        self.adopt(coro, first, done)
+        self.track(task, done)
 
-    @property
-    def has_capacity(self) -> bool:
-        """Whether a new call would start now rather than wait in the queue."""
-        return self.running < self.concurrency and not self._closed
-
-    def adopt(self, coro: Coroutine[Any, Any, Any], first: Any, done: Done) -> None:
-        """Take over ``coro``, already stepped once by the caller and suspended on
-        ``first``: run the rest as an owned task with the pool's timeout."""
+    def track(self, task: asyncio.Task[Any], done: Done) -> None:
+        """Own ``task`` (started by the caller, not finished yet): count it as running,
+        cancel it after the pool's timeout, then call ``done(result, exc)``."""
         self.running += 1
-        task = asyncio.ensure_future(resume_coroutine(coro, first))
         self._tasks.add(task)
         loop = asyncio.get_running_loop()
         handle = loop.call_later(self.timeout, task.cancel) if self.timeout > 0 else None
@@ -93,14 +101,10 @@ class WorkerPool:
             self.running -= 1
             if handle is not None:
                 handle.cancel()
-            if t.cancelled():
-                exc: BaseException = (
-                    asyncio.CancelledError() if self._closed else TimeoutError("handler timed out")
-                )
-                done(None, exc)
+            if t.cancelled() and self._closed:
+                done(None, asyncio.CancelledError())
             else:
-                err = t.exception()
-                done(None if err is not None else t.result(), err)
+                done(*outcome(t))
             self._next()
 
         task.add_done_callback(finished)
@@ -117,11 +121,3 @@ class WorkerPool:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-async def call_handler(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a sync or async user callable and return its result."""
-    result = fn(*args)
-    if isinstance(result, Awaitable):
-        return await result
-    return result

@@ -64,9 +64,7 @@ class Storm:
 
     async def all(self, spread: float) -> list[MiniWS]:
         ips = [f"127.0.0.{2 + i}" for i in range(IPS)]
-        return await asyncio.gather(
-            *(self.connect(ips[k % IPS], spread) for k in range(CLIENTS))
-        )
+        return await asyncio.gather(*(self.connect(ips[k % IPS], spread) for k in range(CLIENTS)))
 
 
 async def test_reconnect_storm(spawn_gateway: SpawnGateway) -> None:

@@ -110,9 +110,7 @@ async def test_rate_limit_429_with_retry_after_and_cap_503(gw: Any) -> None:
         held.append(sock)
         statuses.append(status)
     assert statuses == [101, 101, 101]
-    sock, status, _ = await loop.run_in_executor(
-        None, lambda: handshake(gw.ws_port, path, ORIGIN)
-    )
+    sock, status, _ = await loop.run_in_executor(None, lambda: handshake(gw.ws_port, path, ORIGIN))
     sock.close()
     assert status == 503
     # The burst (4) is spent by now: the next upgrade is rate-limited.
