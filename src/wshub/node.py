@@ -64,7 +64,26 @@ def _raw(value: Any) -> msgspec.Raw | msgspec.UnsetType:
 
 
 def _json_or_none(raw: msgspec.Raw | msgspec.UnsetType) -> Any:
-    return None if raw is msgspec.UNSET else orjson.loads(bytes(raw))
+    return None if raw is msgspec.UNSET else _client_json(bytes(raw))
+
+
+def _client_json(data: bytes) -> Any:
+    """Parse JSON a client sent. msgspec accepted it as JSON, but some valid JSON is more
+    than orjson takes (``1e400``, nesting past 1024): that is a bad request (107), not an
+    internal error with a traceback."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise _Reply(codes.ERROR_BAD_REQUEST) from None
+
+
+def _result_json(value: Any) -> bytes:
+    """Encode a handler's result; msgspec takes what orjson refuses (nesting past 255,
+    integers past 64 bits), so an echoed client value always goes back."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return msgspec.json.encode(value)
 
 
 def _raw_bytes(raw: msgspec.Raw | msgspec.UnsetType, default: bytes = b"null") -> bytes:
@@ -774,7 +793,7 @@ class Node:
             allowed = True
         data = _raw_bytes(req.data)
         if self.app.publish is not None:
-            ctx = PublishContext(_client_ctx(s), channel, orjson.loads(data))
+            ctx = PublishContext(_client_ctx(s), channel, _client_json(data))
             res = await self._hook("on_publish", self.app.publish, ctx)
             if isinstance(res, Allow) or res is True:
                 allowed = True
@@ -899,7 +918,7 @@ class Node:
         result = await self._hook("rpc", fn, RPCContext(_client_ctx(s), req.method), data)
         if result is None:
             return _encode(m.Reply(id=cmd_id, rpc=m.RPCResult()))
-        return b'{"id":%d,"rpc":{"data":%s}}' % (cmd_id, orjson.dumps(result))
+        return b'{"id":%d,"rpc":{"data":%s}}' % (cmd_id, _result_json(result))
 
     async def _send(self, s: ClientSession, req: m.SendRequest) -> None:
         if self.app.message is not None:

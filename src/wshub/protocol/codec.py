@@ -42,10 +42,14 @@ def decode_commands(data: bytes) -> list[Command]:
         raise ProtocolViolation(DISCONNECT_BAD_REQUEST, f"malformed command: {exc}") from None
     except msgspec.DecodeError:
         pass
+    except RecursionError:  # msgspec's answer to JSON nested ~1000 deep: the client's fault
+        raise ProtocolViolation(DISCONNECT_BAD_REQUEST, "command nested too deep") from None
     try:
         cmds = [_decode_command(line) for line in data.split(b"\n") if line.strip()]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolViolation(DISCONNECT_BAD_REQUEST, f"malformed command: {exc}") from None
+    except RecursionError:
+        raise ProtocolViolation(DISCONNECT_BAD_REQUEST, "command nested too deep") from None
     if not cmds:
         raise ProtocolViolation(DISCONNECT_BAD_REQUEST, "empty frame")
     return cmds

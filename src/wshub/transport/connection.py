@@ -39,6 +39,9 @@ _PING = WSMsgType.PING
 _PONG = WSMsgType.PONG
 _CLOSE = WSMsgType.CLOSE
 
+# Messages above this size are sent by picows with writelines (see _check_queue).
+_LARGE = 8192
+
 # How long a closing connection waits for the peer's close frame before aborting.
 CLOSE_TIMEOUT = 2.0
 
@@ -226,6 +229,8 @@ class Connection(WSListener):
 
     def pause_writing(self) -> None:
         # The write buffer passed send_queue_bytes: the peer is not reading fast enough.
+        if self.closing:
+            return
         self.server.metrics.slow_consumer()
         self.close(self.server.slow_disconnect(self), abort_after=0.5)
 
@@ -279,6 +284,8 @@ class Connection(WSListener):
         out = self._out
         if out is None:
             t.send(_TEXT, data)
+            if len(data) > _LARGE:
+                self._check_queue()
         else:
             n = len(data)
             out.append(_HEADERS[n] if n < 126 else text_header(n))
@@ -297,7 +304,18 @@ class Connection(WSListener):
         self.messages_out += 1
         self.bytes_out += len(data)
         self.transport.send(_BINARY, data)
+        if len(data) > _LARGE:
+            self._check_queue()
         return True
+
+    def _check_queue(self) -> None:
+        # Large messages leave picows through writelines(), and some event loops (CPython
+        # 3.12's selector loop) do not call pause_writing from there: check the bound here.
+        if (
+            not self.closing
+            and self.write_buffer_size > self.server.config.websocket.send_queue_bytes
+        ):
+            self.pause_writing()
 
     def send_ping(self, payload: bytes = b"") -> None:
         if not self.closing and self.transport is not None:
