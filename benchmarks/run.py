@@ -149,7 +149,8 @@ class Suite:
     pin: bool
     commands: dict[str, str] = field(default_factory=dict)  # scenario -> a command line
     results: dict[str, Any] = field(default_factory=dict)
-    server_log: Path | None = None
+    last_stderr: str = ""
+    configs: dict[str, str] = field(default_factory=dict)  # label -> generated TOML
 
     # -- processes --------------------------------------------------------------------
 
@@ -157,8 +158,11 @@ class Suite:
         return ["taskset", "-c", str(n)] if self.pin else []
 
     @contextlib.contextmanager
-    def server(self, target: str, cfg: dict[str, Any] | None = None) -> Iterator[int]:
-        """Start ``gin`` or ``wshub`` (with ``cfg``) on CPU 0; yields its pid."""
+    def server(
+        self, target: str, cfg: dict[str, Any] | None = None, label: str = ""
+    ) -> Iterator[int]:
+        """Start ``gin`` or ``wshub`` (with ``cfg``, remembered as ``label``) on CPU 0;
+        yields its pid."""
         tag = f"{target}-{len(list(self.run_dir.glob('*.log')))}"
         logf = self.run_dir / f"{tag}.log"
         env = dict(os.environ)
@@ -168,7 +172,9 @@ class Suite:
             port = GIN_PORT
         else:
             path = self.run_dir / f"{tag}.toml"
-            path.write_text(toml_dumps(cfg or {}))
+            text = toml_dumps(cfg or {})
+            path.write_text(text)
+            self.configs.setdefault(label or "wshub", text)
             argv = [self.args.wshub, "serve", "--config", str(path)]
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
             port = int((cfg or {}).get("port", WS_PORT))
@@ -201,8 +207,9 @@ class Suite:
 
     def load(self, name: str, tool: str, target: str, args: Sequence[str], query: str = "") -> str:
         argv = self.load_argv(tool, target, args, query)
-        self.commands.setdefault(name, shlex.join(argv))
+        self.commands.setdefault(f"{name} [{target}]", shlex.join(argv))
         res = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+        self.last_stderr = res.stderr
         if res.stderr.strip():
             log(f"  {tool}: {res.stderr.strip().splitlines()[-1]}")
         return res.stdout
@@ -285,6 +292,7 @@ class Suite:
                         ["-mode", "conns", "-conns", str(a.storm), "-dialc", str(a.storm_dialc)],
                     )
                     m = re.search(r"opened=(\d+) secs=([\d.]+) rate=(\d+)", out)
+                    failed = re.search(r"dial failures: (\d+)", self.last_stderr)
                     if m:
                         self.record(
                             "storm",
@@ -292,6 +300,7 @@ class Suite:
                             round_no,
                             {
                                 "opened": int(m[1]),
+                                "failed": int(failed[1]) if failed else 0,
                                 "secs": float(m[2]),
                                 "connects_per_s": float(m[3]),
                             },
@@ -300,7 +309,7 @@ class Suite:
                 if "fanout" in wanted:
                     shape = (a.fanout_subs, a.fanout_channels)
                     steps = self.fanout_steps(
-                        "fanout", target, shape, str(a.fanout_rate), a.duration
+                        "fanout", target, shape, str(a.fanout_rate), a.duration, pid=pid
                     )
                     if steps:
                         self.record("fanout", target, round_no, pick(steps[0], FANOUT_KEYS))
@@ -313,7 +322,7 @@ class Suite:
             target,
             ["-mode", "conns", "-conns", str(a.idle), "-hold", f"{a.idle_hold}s"],
         )
-        self.commands.setdefault("idle", shlex.join(argv))
+        self.commands.setdefault(f"idle [{target}]", shlex.join(argv))
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         line = proc.stdout.readline()  # printed once every connection is open
@@ -335,12 +344,14 @@ class Suite:
         )
 
     def fanout_steps(
-        self, name: str, target: str, shape: tuple[int, int], rates: str, secs: float
+        self, name: str, target: str, shape: tuple[int, int], rates: str, secs: float, *, pid: int
     ) -> list[dict[str, Any]]:
-        """loadgen2 fan-out: one result per offered rate (a sweep stops at saturation)."""
+        """loadgen2 fan-out: one result per offered rate (a sweep stops at saturation),
+        with the CPU share the server (``pid``) and the load generator used in each step."""
         subs, channels = shape
         args = f"-mode fanout -conns {subs} -channels {channels} -rates {rates} -d {secs}s"
-        out = self.load(name, "loadgen2", target, [*args.split(), "-dialc", "128"])
+        args += f" -dialc 128 -server-pid {pid}"
+        out = self.load(name, "loadgen2", target, args.split())
         steps = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
         return [s for s in steps if s.get("event") == "step"]
 
@@ -352,7 +363,7 @@ class Suite:
             ("wshub inline", "wshub", "bench_app:app"),
             ("wshub worker pool", "wshub", "bench_app:async_app"),
         ):
-            with self.server(target, self.product_config(app=app)):
+            with self.server(target, self.product_config(app=app), f"rpc: {row}"):
                 out = self.load(f"rpc ({row})", "loadgen", target, args)
             m = parse_kv(out.strip().splitlines()[-1] if out.strip() else "")
             if "rate" in m:
@@ -378,7 +389,7 @@ class Suite:
         }
         cfg = self.product_config()
         cfg["namespaces"] = [*cfg["namespaces"], ns]
-        with self.server("wshub", cfg):
+        with self.server("wshub", cfg, "recovery"):
             out = self.load(
                 "recovery",
                 "loadgen2",
@@ -449,10 +460,10 @@ class Suite:
         for row, target, extra, query, origin in rows:
             cfg = self.bare_config(**(extra or {}))
             args = [*churn, "-origin", ORIGIN] if origin else churn
-            with self.server(target, cfg):
+            with self.server(target, cfg, f"middleware: {row}"):
                 argv = self.load_argv("loadgen2", target, args, query)
                 argv[argv.index("-token") + 1] = ""  # anonymous connect: only the chain varies
-                self.commands.setdefault(f"middleware ({row})", shlex.join(argv))
+                self.commands.setdefault(f"middleware [{row}]", shlex.join(argv))
                 res = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
                 out = res.stdout
             for line in out.splitlines():
@@ -475,16 +486,17 @@ class Suite:
         for shape in a.sweep_shapes:
             subs, channels = (int(x) for x in shape.split("x"))
             for target in ("gin", "wshub"):
-                with self.server(target, self.product_config()):
+                with self.server(target, self.product_config()) as pid:
                     steps = self.fanout_steps(
-                        "sweep", target, (subs, channels), a.sweep_rates, a.sweep_duration
+                        "sweep", target, (subs, channels), a.sweep_rates, a.sweep_duration, pid=pid
                     )
                 self.results.setdefault("sweep", {}).setdefault(shape, {})[target] = steps
                 for s in steps:
                     log(
                         f"  sweep {shape} {target}: offered={s['offered_deliveries_per_s']} "
                         f"delivered/s={s['delivered_per_s']:.0f} p50={_ms(s['p50_us'])} ms "
-                        f"p99={_ms(s['p99_us'])} ms lost={s['lost']}"
+                        f"p99={_ms(s['p99_us'])} ms lost={s['lost']} "
+                        f"cpu server={s.get('server_cpu', 0):.2f} load={s.get('load_cpu', 0):.2f}"
                     )
 
     # -- driver -----------------------------------------------------------------------
@@ -501,7 +513,12 @@ class Suite:
         a = self.args
         wanted = set(a.only)
         started = time.time()
-        self.results["_meta"] = {"started": started, "argv": sys.argv, "smoke": a.smoke}
+        self.results["_meta"] = {
+            "started": started,
+            "command": shlex.join(sys.argv),
+            "smoke": a.smoke,
+            "machine": machine_info(a),
+        }
         if "yardstick" in wanted:
             self.attempt("yardstick", self.yardstick)
         for n in range(1, a.rounds + 1):
@@ -575,6 +592,8 @@ FANOUT_KEYS = (
     "max_us",
     "lost",
     "dropped_connections",
+    "server_cpu",
+    "load_cpu",
 )
 
 
@@ -607,7 +626,7 @@ def _fmt(v: Any) -> str:
             return f"{v:,.0f}"
         if abs(v) >= 10:
             return f"{v:.1f}"
-        return f"{v:.3g}" if abs(v) < 1 else f"{v:.2f}"
+        return f"{v:.2f}"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
@@ -806,6 +825,14 @@ def _nproc() -> str:
     return subprocess.run(["nproc"], capture_output=True, text=True, check=False).stdout.strip()
 
 
+def _readable(cmd: str) -> str:
+    """A command line as the report shows it: tokens, pids and local paths abstracted."""
+    cmd = re.sub(r"ey[\w-]+\.[\w-]+\.[\w-]+", "<jwt>", cmd)
+    cmd = re.sub(r"-server-pid \d+", "-server-pid <server pid>", cmd)
+    cmd = re.sub(r"/tmp/wshub-bench/run-[\w-]+/", "<run folder>/", cmd)
+    return cmd.replace(f"{REPO}/", "")
+
+
 def write_report(suite: Suite, out_dir: Path) -> Path:
     a = suite.args
     res = suite.results
@@ -825,8 +852,8 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
         "",
         "## Setup",
         "",
-        *machine_info(a),
-        f"- suite: `{' '.join(shlex.quote(x) for x in sys.argv)}` "
+        *res["_meta"]["machine"],
+        f"- suite: `{res['_meta']['command']}` "
         f"({a.rounds} round(s), {a.duration} s per measurement, "
         f"{res['_meta'].get('secs', 0) / 60:.1f} min in all)",
         "",
@@ -838,10 +865,18 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
         "",
         "```",
     ]
-    jwt_re = re.compile(r"ey[\w-]+\.[\w-]+\.[\w-]+")
     for name, cmd in suite.commands.items():
-        lines.append(f"# {name}\n{jwt_re.sub('<jwt>', cmd)}")
-    lines += ["```", "", "## Results", ""]
+        lines.append(f"# {name}\n{_readable(cmd)}")
+    lines += ["```", ""]
+    if suite.configs:
+        lines += ["<details><summary>Generated wshub configurations</summary>", ""]
+        seen: set[str] = set()
+        for label, text in suite.configs.items():
+            if text not in seen:
+                seen.add(text)
+                lines += [f"`{label}`:", "", "```toml", text.rstrip(), "```", ""]
+        lines += ["</details>", ""]
+    lines += ["## Results", ""]
 
     for key, title, note, ref, metric in report_tables(a):
         lines += render_table(Table(title, note, dict(res.get(key, {})), ref, metric))
@@ -852,47 +887,61 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
             subs, chans = shape.split("x")
             lines += [
                 f"{subs} subscribers over {chans} channels, {a.sweep_duration} s per step "
-                "(stops after a step with p99 > 2 s or > 1 % lost).",
+                "(stops after a step with p99 > 2 s or > 1 % lost). *delivered/s* counts over "
+                "the time the deliveries took (past the publishing window when the server falls "
+                "behind); *server CPU* and *load CPU*: cores used during the step (1.00 = the "
+                "whole pinned core). A load CPU near 1 means the load generator, not the "
+                "server, was the limit.",
                 "",
-                "| offered/s | "
-                + " | ".join(
-                    f"{t} delivered/s | {t} p50 ms | {t} p99 ms | {t} lost" for t in per_target
-                )
-                + " |",
-                "|---|" + "---|---|---|---|" * len(per_target),
+                "| offered/s | target | delivered/s | p50 ms | p99 ms | lost | server CPU "
+                "| load CPU |",
+                "|---|---|---|---|---|---|---|---|",
             ]
             offered = sorted(
                 {s["offered_deliveries_per_s"] for st in per_target.values() for s in st}
             )
             for o in offered:
-                cells = [f"{o:,}"]
-                for st in per_target.values():
+                for t, st in per_target.items():
                     s = next((x for x in st if x["offered_deliveries_per_s"] == o), None)
-                    cells += (
-                        [
-                            _fmt(s["delivered_per_s"]),
-                            _fmt(_ms(s["p50_us"])),
-                            _fmt(_ms(s["p99_us"])),
-                            _fmt(s["lost"]),
-                        ]
-                        if s
-                        else ["-"] * 4
-                    )
-                lines.append("| " + " | ".join(cells) + " |")
+                    if s is None:
+                        continue
+                    cells = [
+                        f"{o:,}",
+                        t,
+                        _fmt(s["delivered_per_s"]),
+                        _fmt(_ms(s["p50_us"])),
+                        _fmt(_ms(s["p99_us"])),
+                        _fmt(s["lost"]),
+                        _fmt(s.get("server_cpu")),
+                        _fmt(s.get("load_cpu")),
+                    ]
+                    lines.append("| " + " | ".join(cells) + " |")
             lines += [
                 "",
-                f"**Highest fan-out rate whose p99 stays under {P99_BUDGET_MS:.0f} ms** ({shape}):",
+                f"**Highest fan-out rate whose p99 stays under {P99_BUDGET_MS:.0f} ms** ({shape}; "
+                "the highest step, below the first failing one, with p99 under the budget, "
+                "nothing lost and at least 95 % of the offered rate delivered):",
                 "",
             ]
             for t, st in per_target.items():
                 best, failed = max_rate_under(st, P99_BUDGET_MS)
+                over = next(
+                    (x for x in st if best is None or x["offered_deliveries_per_s"] > best), None
+                )
+                bound = (
+                    " - the load generator was near its core's limit in the next step, so "
+                    "this is a lower bound"
+                    if over is not None and (over.get("load_cpu") or 0) > 0.9
+                    else ""
+                )
                 if best is None:
                     first = _fmt(st[0]["offered_deliveries_per_s"]) if st else "-"
-                    lines.append(f"- {t}: below the first step ({first}/s)")
+                    lines.append(f"- {t}: below the first step ({first}/s){bound}")
                 else:
                     lines.append(
-                        f"- {t}: {best:,} deliveries/s"
+                        f"- **{t}: {best:,} deliveries/s**"
                         + ("" if failed else " (every step passed: the limit is higher)")
+                        + bound
                     )
             lines.append("")
     if charts:
@@ -972,31 +1021,52 @@ def make_charts(suite: Suite, out_dir: Path) -> list[Path]:
         made.append(out_dir / "middleware.png")
         fig.savefig(made[-1], dpi=110)
         plt.close(fig)
-    # wshub as a fraction of gin on every throughput figure
-    pairs: list[tuple[str, float]] = []
-    for key, label, metric in (
-        ("yardstick:echo", "echo rpc/s", "rate_per_s"),
-        ("yardstick:fanout40k", "fanout40k deliv/s", "rate_per_s"),
-        ("yardstick:fanout80k", "fanout80k deliv/s", "rate_per_s"),
-        ("storm", "storm connects/s", "connects_per_s"),
-        ("fanout", "fanout 10k/100ch deliv/s", "delivered_per_s"),
-    ):
+
+    # wshub relative to gin: throughput (higher is better), latency and memory (lower is)
+    def ratio(key: str, metric: str, ref: str = "gin", row: str = "wshub") -> float | None:
         rows = res.get(key, {})
-        if "gin" in rows and "wshub" in rows:
-            g = med([r.get(metric) for r in rows["gin"]])
-            w = med([r.get(metric) for r in rows["wshub"]])
-            if g and w is not None:
-                pairs.append((label, w / g))
-    if pairs:
-        fig, ax = plt.subplots(figsize=(8, 0.45 * len(pairs) + 1.2))
-        ax.barh([p[0] for p in pairs], [p[1] for p in pairs], color="tab:orange")
-        ax.axvline(1.0, color="tab:blue", ls="--", label="gin reference")
-        ax.invert_yaxis()
-        ax.set_xlabel("wshub / gin (throughput, higher is better)")
-        for i, (_, v) in enumerate(pairs):
-            ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
-        ax.legend(fontsize=8)
-        ax.grid(axis="x", alpha=0.3)
+        if ref not in rows or row not in rows:
+            return None
+        g = med([r.get(metric) for r in rows[ref]])
+        w = med([r.get(metric) for r in rows[row]])
+        return w / g if g and w is not None else None
+
+    groups = {
+        "throughput: wshub / gin (higher is better)": [
+            ("echo rpc/s", ratio("yardstick:echo", "rate_per_s")),
+            ("rpc/s, worker pool", ratio("rpc", "rpc_per_s", "gin echo", "wshub worker pool")),
+            ("storm connects/s", ratio("storm", "connects_per_s")),
+            (
+                "connect+close/s, no mw",
+                ratio("middleware", "connects_per_s", "gin (token check)", "none"),
+            ),
+            (
+                "connect+close/s, all mw",
+                ratio("middleware", "connects_per_s", "gin (token check)", "all"),
+            ),
+        ],
+        "cost: wshub / gin (lower is better)": [
+            ("echo p99", ratio("yardstick:echo", "p99_ms")),
+            ("fanout40k p99", ratio("yardstick:fanout40k", "p99_ms")),
+            ("fanout80k p99", ratio("yardstick:fanout80k", "p99_ms")),
+            ("fanout 10k/100ch p99", ratio("fanout", "p99_ms")),
+            ("KB per idle conn (10k)", ratio("idle", "kb_per_conn")),
+            ("server CPU, fanout 10k/100ch", ratio("fanout", "server_cpu")),
+        ],
+    }
+    panels = {t: [(k, v) for k, v in g if v is not None] for t, g in groups.items()}
+    panels = {t: g for t, g in panels.items() if g}
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.8), squeeze=False)
+        for ax, (title, pairs) in zip(axes[0], panels.items(), strict=True):
+            ax.barh([p[0] for p in pairs], [p[1] for p in pairs], color="tab:orange")
+            ax.axvline(1.0, color="tab:blue", ls="--", label="gin = 1")
+            ax.invert_yaxis()
+            ax.set_title(title, fontsize=10)
+            for i, (_, v) in enumerate(pairs):
+                ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
+            ax.legend(fontsize=8)
+            ax.grid(axis="x", alpha=0.3)
         fig.tight_layout()
         made.append(out_dir / "ratio_to_gin.png")
         fig.savefig(made[-1], dpi=110)
@@ -1007,7 +1077,7 @@ def make_charts(suite: Suite, out_dir: Path) -> list[Path]:
 # -------------------------------------------------------------------------- entry point
 
 FULL_COMMAND = ".venv/bin/python benchmarks/run.py"
-FULL_MINUTES = 17
+FULL_MINUTES = 13
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1037,6 +1107,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md, charts, JSON go")
     p.add_argument(
+        "--report",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="only re-render RESULTS.md and the charts from a saved results.json",
+    )
+    p.add_argument(
         "--wshub", default=str(REPO / ".venv" / "bin" / "wshub"), help="the wshub executable"
     )
     p.add_argument("--warm", type=float, default=1.0, help="seconds after a server listens")
@@ -1062,6 +1138,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.report is not None:  # re-render a saved run
+        results = json.loads(args.report.read_text())
+        saved = argparse.Namespace(**results["_args"])
+        suite = Suite(saved, args.report.parent, saved.pinned, results["_commands"], results)
+        suite.configs = results["_configs"]
+        log(f"wrote {write_report(suite, args.out)}")
+        return 0
     if args.smoke:
         args.rounds = 1
         args.duration = 2.0
@@ -1103,6 +1186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted: writing what was measured")
     suite.results.pop("_token", None)
+    suite.results["_commands"] = suite.commands
+    suite.results["_configs"] = suite.configs
+    suite.results["_args"] = {k: v for k, v in vars(args).items() if k != "out"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(suite.results, indent=1, default=str))
     path = write_report(suite, args.out)

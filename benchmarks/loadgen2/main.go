@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -47,7 +48,26 @@ var (
 	iters    = flag.Int("iters", 20, "iterations (recovery)")
 	stopP99  = flag.Duration("stop-p99", 2*time.Second, "end a sweep after a step with a p99 over this (fanout)")
 	drainMax = flag.Duration("drain", 10*time.Second, "longest wait for a step's last deliveries (fanout)")
+	srvPid   = flag.Int("server-pid", 0, "report this process's CPU use per step too (fanout)")
 )
+
+// cpuSecs is the CPU time (user + system) of this process, or of pid if pid > 0.
+func cpuSecs(pid int) float64 {
+	if pid <= 0 {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 on
+	ut, _ := strconv.ParseFloat(f[11], 64)                   // 14: utime
+	st, _ := strconv.ParseFloat(f[12], 64)                   // 15: stime
+	return (ut + st) / 100                                   // USER_HZ
+}
 
 func nowUs() int64 { return time.Now().UnixNano() / 1000 }
 
@@ -207,6 +227,7 @@ type step struct {
 	mu       sync.Mutex
 	lat      []int64
 	got      int64 // atomic
+	last     int64 // atomic: arrival time (us) of the latest delivery
 	expected int64
 }
 
@@ -242,7 +263,6 @@ func fanout() {
 	for i := range stats {
 		stats[i] = &step{}
 	}
-	var cur int64 = -1 // the step being published; late messages of older steps still count
 	var dropped int64
 	subsOn := make([]int64, *channels)
 
@@ -289,7 +309,9 @@ func fanout() {
 						continue
 					}
 					s := stats[k]
-					d := nowUs() - t
+					now := nowUs()
+					d := now - t
+					atomic.StoreInt64(&s.last, now)
 					s.mu.Lock()
 					s.lat = append(s.lat, d)
 					s.mu.Unlock()
@@ -327,11 +349,12 @@ func fanout() {
 	var seq int64
 	subsPerChan := float64(n) / float64(*channels)
 	for k, drate := range steps {
-		atomic.StoreInt64(&cur, int64(k))
 		s := stats[k]
 		pubRate := float64(drate) / subsPerChan // publications per second
 		errs0 := atomic.LoadInt64(&pubErrors)
 		start := time.Now()
+		startUs := nowUs()
+		selfCPU0, srvCPU0 := cpuSecs(0), cpuSecs(*srvPid)
 		var sent int64
 		for {
 			el := time.Since(start)
@@ -354,6 +377,7 @@ func fanout() {
 			time.Sleep(500 * time.Microsecond)
 		}
 		elapsed := time.Since(start).Seconds()
+		selfCPU, srvCPU := (cpuSecs(0)-selfCPU0)/elapsed, (cpuSecs(*srvPid)-srvCPU0)/elapsed
 		// drain: until everything arrived, or no progress for 2 s, or -drain
 		last, lastChange, dstart := int64(-1), time.Now(), time.Now()
 		for {
@@ -367,15 +391,24 @@ func fanout() {
 			time.Sleep(20 * time.Millisecond)
 		}
 		got := atomic.LoadInt64(&s.got)
+		// delivered/s over the time the deliveries took: past the publishing window when
+		// the server falls behind
+		span := float64(atomic.LoadInt64(&s.last)-startUs) / 1e6
+		if span < elapsed {
+			span = elapsed
+		}
 		s.mu.Lock()
 		lat := append([]int64(nil), s.lat...)
 		s.mu.Unlock()
 		out := map[string]interface{}{"mode": "fanout", "event": "step", "step": k,
 			"offered_deliveries_per_s": drate, "publications": sent,
 			"publications_per_s": float64(sent) / elapsed, "expected": s.expected, "delivered": got,
-			"lost": s.expected - got, "delivered_per_s": float64(got) / elapsed,
+			"lost": s.expected - got, "delivered_per_s": float64(got) / span,
 			"subscribers": n, "channels": *channels, "dropped_connections": atomic.LoadInt64(&dropped),
-			"publish_errors": atomic.LoadInt64(&pubErrors) - errs0}
+			"publish_errors": atomic.LoadInt64(&pubErrors) - errs0, "load_cpu": selfCPU}
+		if *srvPid > 0 {
+			out["server_cpu"] = srvCPU
+		}
 		summary(lat, out)
 		emit(out)
 		p99, _ := out["p99_us"].(int64)

@@ -6,6 +6,7 @@ Subcommands:
   configuration key, generated from :mod:`wshub.config` (see :mod:`wshub.configload` for
   the precedence and value syntax). Exit status 2 on an invalid configuration.
 * ``wshub version``: print the version.
+* ``wshub bench --url URL [--scenario ...]``: load-test a deployment (:mod:`wshub.bench`).
 
 Each subcommand is an ``_add_<name>(subparsers)`` function that registers its parser and
 sets ``handler``; ``_SUBCOMMANDS`` lists them in ``--help`` order.
@@ -147,12 +148,30 @@ def _version_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- bench (later) ------------------------------------------------------------------------
-# To add `wshub bench`: write `_add_bench(subparsers)` registering its arguments and
-# `handler=_bench`, with `_bench` importing its implementation lazily (as `_run_gateway`
-# does), and append `_add_bench` to _SUBCOMMANDS.
+# -- bench --------------------------------------------------------------------------------
 
-_SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_serve, _add_version)
+
+def _add_bench(subparsers: _Subparsers) -> None:
+    from wshub import bench  # noqa: PLC0415 - light: picows loads only when a bench runs
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="load-test a deployment (echo, fanout, connect, idle)",
+        description=(bench.__doc__ or "").split("\n\n")[0].replace("``", ""),
+        epilog="Example: wshub bench --url ws://127.0.0.1:8000/connection/websocket "
+        "--token-secret SECRET --scenario fanout --connections 1000 --rate 50 --duration 10",
+    )
+    bench.add_arguments(parser)
+    parser.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from wshub import bench  # noqa: PLC0415
+
+    return bench.main(args)
+
+
+_SUBCOMMANDS: tuple[Callable[[_Subparsers], None], ...] = (_add_serve, _add_version, _add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -285,7 +285,7 @@ class HttpResponse:
     body: bytes
 
 
-def _request_bytes(port: int, path: str, headers: dict[str, str] | None) -> bytes:
+def upgrade_bytes(port: int, path: str, headers: dict[str, str] | None) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",
@@ -316,7 +316,7 @@ async def upgrade_request(
     the server closes); a 101 is returned at once with an empty body (connection closed)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
     try:
-        writer.write(_request_bytes(port, path, headers))
+        writer.write(upgrade_bytes(port, path, headers))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
         status, hdrs = _parse_head(head[:-4])
         body = b""
@@ -414,7 +414,7 @@ class MiniWS:
             asyncio.open_connection("127.0.0.1", port, local_addr=local, limit=limit), timeout
         )
         try:
-            writer.write(_request_bytes(port, path, headers))
+            writer.write(upgrade_bytes(port, path, headers))
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             status, hdrs = _parse_head(head[:-4])
             if status != 101:

@@ -12,13 +12,16 @@ import weakref
 from typing import Any
 
 import pytest
+import websockets
 from hostile_helpers import MiniWS, wait_for
 
 from support import GatewayFactory, make_config, open_namespace
 from wshub.app import App
 from wshub.protocol.session import ClientSession
+from wshub.transport.raw import RawConnection
 
 PING, PONG = 0.3, 0.3
+BUSY = (PING + PONG) * 3
 
 
 def _app() -> App:
@@ -32,6 +35,16 @@ def _app() -> App:
     async def sleep(_ctx: Any, data: Any) -> Any:
         await asyncio.sleep(float(data))
         return data
+
+    @app.route("/busy-first")
+    async def busy_first(ws: RawConnection) -> None:
+        # Busy on the first message for longer than ping + pong, then an echo.
+        first = True
+        async for msg in ws:
+            if first:
+                await asyncio.sleep(BUSY)
+                first = False
+            ws.send(msg)
 
     return app
 
@@ -96,7 +109,7 @@ async def test_peer_that_vanishes_is_removed_everywhere_within_ping_plus_pong(gw
 async def test_busy_handler_longer_than_ping_interval_keeps_the_connection(gw: Any) -> None:
     c = await MiniWS.connect(gw.ws_port)
     await c.hub_connect()
-    busy = (PING + PONG) * 3
+    busy = BUSY
     t0 = time.monotonic()
     reply = await c.call(timeout=busy + 3, rpc={"method": "sleep", "data": busy})
     assert reply["rpc"]["data"] == busy and time.monotonic() - t0 >= busy
@@ -110,7 +123,7 @@ async def test_busy_handler_with_commands_queued_behind_it_keeps_the_connection(
     # (backpressure); it must not then take the unread pongs for a dead peer.
     c = await MiniWS.connect(gw.ws_port)
     await c.hub_connect()
-    busy = (PING + PONG) * 3
+    busy = BUSY
     first = c.command(rpc={"method": "sleep", "data": busy})
     ids = [c.command(rpc={"method": "echo", "data": n}) for n in range(60)]
     got: dict[int, Any] = {}
@@ -123,3 +136,13 @@ async def test_busy_handler_with_commands_queued_behind_it_keeps_the_connection(
     assert [got[i]["rpc"]["data"] for i in ids] == list(range(60))
     assert gw.metrics.dead_peers._value.get() == 0
     c.close()
+
+
+async def test_raw_route_busy_with_messages_queued_behind_it_keeps_the_connection(gw: Any) -> None:
+    # The raw route's inbound queue fills up (64) and reading pauses: the same rule.
+    async with websockets.connect(f"ws://127.0.0.1:{gw.ws_port}/busy-first") as ws:
+        for n in range(100):
+            await ws.send(str(n))
+        got = [await asyncio.wait_for(ws.recv(), BUSY + 3) for _ in range(100)]
+    assert got == [str(n) for n in range(100)]
+    assert gw.metrics.dead_peers._value.get() == 0

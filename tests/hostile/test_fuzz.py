@@ -26,9 +26,9 @@ from hostile_helpers import (
     OP_TEXT,
     OPEN_NAMESPACE,
     GatewayProcess,
-    _request_bytes,
     build_frame,
     start_gateway,
+    upgrade_bytes,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -236,7 +236,7 @@ def fuzz_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
 class Client:
     def __init__(self, port: int) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock.sendall(_request_bytes(port, HUB, None))
+        self.sock.sendall(upgrade_bytes(port, HUB, None))
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             chunk = self.sock.recv(4096)

@@ -79,6 +79,12 @@ class PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     access log and go to DEBUG; a peer's protocol violation goes to INFO. Everything else
     (an exception in our listener) keeps its level."""
 
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        # Called for every accepted connection: skip the adapter's machinery when DEBUG is
+        # off (the usual case).
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(msg, *args, **kwargs)
+
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if level == logging.INFO:
             level = logging.DEBUG
