@@ -338,11 +338,15 @@ def test_node_fuzzing_left_no_traceback(fuzz_gateway: GatewayProcess) -> None:
 @pytest.mark.parametrize("depth", [1000, 5000, 60000])
 def test_regression_deeply_nested_command_is_a_bad_request(depth: int) -> None:
     # msgspec raised RecursionError (not a DecodeError): the connection was closed 1011
-    # with a traceback in the log instead of 3501.
+    # with a traceback in the log instead of 3501. Where msgspec's limit lies depends on
+    # the interpreter (3.12 decodes 1000 levels): a frame either decodes or is a 3501.
     frame = rpc_echo(nested(depth)).encode()
-    with pytest.raises(ProtocolViolation) as info:
-        decode_commands(frame)
-    assert info.value.disconnect.code == 3501
+    try:
+        cmds = decode_commands(frame)
+    except ProtocolViolation as exc:
+        assert exc.disconnect.code == 3501
+    else:
+        assert depth < 5000 and len(cmds) == 1
 
 
 @pytest.mark.slow
