@@ -324,8 +324,7 @@ class Node:
         if out and not s.closed:
             s.conn.send(out[0] if len(out) == 1 else b"\n".join(out))
         if held is not None:
-            for frame in held.frames:
-                s.conn.send(frame)
+            held.release(s.conn)
         if s.after_reply:
             _run_after_reply(s)
         s.busy = False
@@ -817,7 +816,7 @@ class Node:
             if held is not None:
                 s.conn = s.real
                 if held.frames:
-                    s.defer(lambda: _send_all(s, held.frames))
+                    s.defer(lambda: held.release(s.conn))
         return _encode(m.Reply(id=cmd_id, publish=m.EMPTY))
 
     async def publish(
@@ -1044,11 +1043,6 @@ def _close(s: ClientSession, disconnect: Disconnect) -> None:
     conn = s.real
     if isinstance(conn, Connection):
         conn.close(disconnect)
-
-
-def _send_all(s: ClientSession, frames: list[bytes]) -> None:
-    for frame in frames:
-        s.conn.send(frame)
 
 
 def _run_after_reply(s: ClientSession) -> None:

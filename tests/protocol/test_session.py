@@ -16,6 +16,10 @@ class _Sink:
         self.sent.append(data)
         return True
 
+    def send_frame(self, wire: bytes, size: int) -> bool:
+        self.sent.append(wire)
+        return True
+
 
 def test_token_bucket_burst_then_rate() -> None:
     b = TokenBucket(rate=10, burst=3, now=0.0)
@@ -30,8 +34,10 @@ def test_held_sink_collects_until_released() -> None:
     real = _Sink()
     held = HeldSink(real)
     assert held.send(b"a") and held.send(b"b")
-    assert held.frames == [b"a", b"b"] and real.sent == []
+    assert held.frames == [(b"\x81\x01a", 1), (b"\x81\x01b", 1)] and real.sent == []
     assert held.id == real.id
+    held.release(real)
+    assert real.sent == [b"\x81\x01a", b"\x81\x01b"] and held.frames == []
 
 
 def test_session_info_is_cached_and_carries_chan_info() -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from wshub.protocol.framing import text_frame
+
 if TYPE_CHECKING:
     from wshub.protocol.session import ClientSession
 
@@ -68,14 +70,19 @@ class Hub:
     def subscribers(self, channel: str) -> Iterable[ClientSession]:
         return self.channels.get(channel, {}).keys()
 
-    def broadcast(self, channel: str, frame: bytes) -> int:
-        """Hand ``frame`` to every live subscriber of ``channel``; returns how many."""
+    def broadcast(self, channel: str, payload: bytes) -> int:
+        """Hand ``payload`` to every live subscriber of ``channel``; returns how many.
+
+        The WebSocket frame is built once; each subscriber's connection queues the same
+        bytes and writes them at the end of the loop iteration."""
         subs = self.channels.get(channel)
         if not subs:
             return 0
+        wire = text_frame(payload)
+        size = len(payload)
         sent = 0
         for s in subs:
-            if s.conn.send(frame):
+            if s.conn.send_frame(wire, size):
                 sent += 1
         skipped = len(subs) - sent
         if skipped:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wshub.brokers.base import ClientInfo
+from wshub.protocol.framing import text_frame
 
 if TYPE_CHECKING:
     from wshub.protocol.messages import Command
@@ -20,6 +21,10 @@ class Sink(Protocol):
     closing: bool
 
     def send(self, data: bytes) -> bool: ...
+
+    def send_frame(self, wire: bytes, size: int) -> bool:
+        """Send a complete text frame built once for many sinks (``size``: payload bytes)."""
+        ...
 
 
 class TokenBucket:
@@ -150,15 +155,26 @@ class ClientSession:
 
 
 class HeldSink:
-    """Collects frames while a session answers a multi-command frame."""
+    """Collects frames while a session answers a multi-command frame; ``release`` sends
+    them, in order, to the real sink."""
 
     __slots__ = ("closing", "frames", "id")
 
     def __init__(self, real: Sink) -> None:
         self.id = real.id
         self.closing = False
-        self.frames: list[bytes] = []
+        self.frames: list[tuple[bytes, int]] = []
+        """(wire frame, payload size) pairs."""
 
     def send(self, data: bytes) -> bool:
-        self.frames.append(data)
+        self.frames.append((text_frame(data), len(data)))
         return True
+
+    def send_frame(self, wire: bytes, size: int) -> bool:
+        self.frames.append((wire, size))
+        return True
+
+    def release(self, sink: Sink) -> None:
+        frames, self.frames = self.frames, []
+        for wire, size in frames:
+            sink.send_frame(wire, size)
