@@ -353,3 +353,19 @@ async def test_expired_subscription_token_ends_the_subscription_with_2501(
         # The connection itself lives on.
         await ws.send(json.dumps({"id": 3, "unsubscribe": {"channel": "priv:room"}}))
         assert (await recv_json(ws))["id"] == 3
+
+
+async def test_server_message_push_reaches_every_connection_of_the_user(gw: Any) -> None:
+    async with (
+        websockets.connect(ws_url(gw)) as a1,
+        websockets.connect(ws_url(gw)) as a2,
+        websockets.connect(ws_url(gw)) as b,
+    ):
+        await connect(a1, token("alice"))
+        await connect(a2, token("alice"))
+        await connect(b, token("bob"))
+        assert gw.node.send_to_user("alice", b'{"note":"hi"}') == 2
+        for ws in (a1, a2):
+            assert await recv_json(ws) == {"push": {"message": {"data": {"note": "hi"}}}}
+        with pytest.raises(TimeoutError):
+            await recv_json(b, timeout=0.2)
