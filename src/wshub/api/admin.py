@@ -343,15 +343,24 @@ def routes(gw: Gateway) -> list[BaseRoute]:
         sessions = sorted(gw.node.hub.user_sessions(user), key=lambda s: s.connected_at)
         return _json({"user": user, "connections": [_session_state(gw, s) for s in sessions]})
 
-    async def api_publish(request: Request) -> Response:
+    async def write_request(request: Request) -> dict[str, Any] | Response:
+        """The JSON object body of an authorised POST, or the response refusing it."""
         denied = guard(request, write=True)
         if denied is not None:
             return denied
         try:
             body = await _body_json(request)
         except ValueError:
+            body = None
+        if not isinstance(body, dict):
             return _error(400, "bad_request", "the body must be a JSON object")
-        channel = body.get("channel") if isinstance(body, dict) else None
+        return body
+
+    async def api_publish(request: Request) -> Response:
+        body = await write_request(request)
+        if isinstance(body, Response):
+            return body
+        channel = body.get("channel")
         if not isinstance(channel, str) or "data" not in body:
             return _error(400, "bad_request", 'expected {"channel": string, "data": any JSON}')
         if not gw.node.channels.valid(channel):
@@ -364,15 +373,11 @@ def routes(gw: Gateway) -> list[BaseRoute]:
         return _json({"offset": pos.offset, "epoch": pos.epoch})
 
     async def api_disconnect(request: Request) -> Response:
-        denied = guard(request, write=True)
-        if denied is not None:
-            return denied
-        try:
-            body = await _body_json(request)
-        except ValueError:
-            return _error(400, "bad_request", "the body must be a JSON object")
-        user = body.get("user") if isinstance(body, dict) else None
-        client = body.get("client", "") if isinstance(body, dict) else ""
+        body = await write_request(request)
+        if isinstance(body, Response):
+            return body
+        user = body.get("user")
+        client = body.get("client", "")
         if not isinstance(user, str) or not isinstance(client, str):
             return _error(400, "bad_request", 'expected {"user": string, "client"?: string}')
         reconnect = bool(body.get("reconnect", False))
