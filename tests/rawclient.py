@@ -41,21 +41,39 @@ def handshake(
 
 
 def frame(
-    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = True
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    length: int | None = None,
 ) -> bytes:
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    n = len(payload)
+    """One client frame. ``rsv`` is the 3-bit RSV field; ``length`` overrides the declared
+    payload length (to send a header alone)."""
+    n = len(payload) if length is None else length
+    head = bytearray([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if masked else 0
     if n < 126:
-        head = struct.pack("!BB", b0, (0x80 if mask else 0) | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, n)
+        head.append(mask_bit | n)
+    elif n < 1 << 16:
+        head.append(mask_bit | 126)
+        head += struct.pack(">H", n)
     else:
-        head = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, n)
-    if not mask:
-        return head + payload
+        head.append(mask_bit | 127)
+        head += struct.pack(">Q", n)
+    if not masked:
+        return bytes(head) + payload
     key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
+    head += key
+    if not payload:
+        return bytes(head)
+    # XOR as one big integer: fast enough for multi-megabyte payloads.
+    reps = key * (len(payload) // 4 + 1)
+    masked_payload = (
+        int.from_bytes(payload, "big") ^ int.from_bytes(reps[: len(payload)], "big")
+    ).to_bytes(len(payload), "big")
+    return bytes(head) + masked_payload
 
 
 def read_frames(s: socket.socket, data: bytes = b"") -> list[tuple[int, bytes]]:

@@ -22,20 +22,18 @@ from typing import Any
 
 import jwt
 import pytest
+from sdk_setup import GRACE, config, token
 
-from support import GatewayFactory, make_config, open_namespace, ws_url
+from support import GatewayFactory, ws_url
 from wshub import codes
 from wshub.app import App
-from wshub.config import Config, NamespaceConfig
 from wshub.example import app as example_app
 from wshub.gateway import Gateway
 
 pytestmark = pytest.mark.node
 
 JS_DIR = Path(__file__).parent / "js"
-SECRET = "e2e-js-secret-that-is-long-enough-for-hs256"
 DRIVER_TIMEOUT = 20.0
-GRACE = 0.5
 
 Event = dict[str, Any]
 OnRequest = Callable[[Event], Awaitable[dict[str, Any]]]
@@ -127,30 +125,6 @@ def of(events: list[Event], ev: str, **match: Any) -> list[Event]:
 
 
 # -- the gateway side --------------------------------------------------------------------------
-
-
-def token(sub: str, ttl: float | None = None, **claims: Any) -> str:
-    payload: dict[str, Any] = {"sub": sub, **claims}
-    if ttl is not None:
-        payload["exp"] = int(time.time() + ttl)
-    return jwt.encode(payload, SECRET, algorithm="HS256")
-
-
-def config(**overrides: Any) -> Config:
-    namespaces: list[NamespaceConfig] = [
-        open_namespace(""),
-        open_namespace("pres", presence=True, join_leave=True),
-        open_namespace("hist", history_size=100, history_ttl=300, force_recovery=True),
-        NamespaceConfig(name="private", allow_publish_for_subscriber=True),
-        NamespaceConfig(name="chat", allow_user_limited_channels=True),
-    ]
-    opts: dict[str, Any] = dict(
-        token={"hmac_secret": SECRET, "leeway": 0.0},
-        client={"expire_grace": GRACE},
-        namespaces=namespaces,
-    )
-    opts.update(overrides)
-    return make_config(**opts)
 
 
 def rpc_app() -> App:

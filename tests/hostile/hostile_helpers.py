@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rawclient import frame as build_frame
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 WSHUB = ROOT / ".venv" / "bin" / "wshub"
@@ -335,40 +337,6 @@ async def upgrade_request(
 # -- a minimal WebSocket client --------------------------------------------------------------------
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-def build_frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    masked: bool = True,
-    length: int | None = None,
-) -> bytes:
-    """One client frame; ``length`` overrides the declared length (to send a header alone)."""
-    n = len(payload) if length is None else length
-    head = bytearray([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    bit = 0x80 if masked else 0
-    if n < 126:
-        head.append(bit | n)
-    elif n < 1 << 16:
-        head.append(bit | 126)
-        head += struct.pack(">H", n)
-    else:
-        head.append(bit | 127)
-        head += struct.pack(">Q", n)
-    if not masked:
-        return bytes(head) + payload
-    key = os.urandom(4)
-    head += key
-    if not payload:
-        return bytes(head)
-    reps = key * (len(payload) // 4 + 1)
-    masked_payload = (
-        int.from_bytes(payload, "big") ^ int.from_bytes(reps[: len(payload)], "big")
-    ).to_bytes(len(payload), "big")
-    return bytes(head) + masked_payload
 
 
 class Refused(Exception):

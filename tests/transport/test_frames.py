@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
+from rawclient import frame
 from wshub.codes import CLOSE_GOING_AWAY
 from wshub.config import Config, WebSocketConfig
 from wshub.middleware.base import build_chain
@@ -119,35 +120,6 @@ def server() -> Iterator[ThreadedServer]:
 
 
 # -- client ----------------------------------------------------------------------------
-
-
-def frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    masked: bool = True,
-    length: int | None = None,
-) -> bytes:
-    """One client frame. ``rsv`` is the 3-bit RSV field; ``length`` overrides the declared
-    payload length (to send a header alone)."""
-    n = len(payload) if length is None else length
-    head = bytearray([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    mask_bit = 0x80 if masked else 0
-    if n < 126:
-        head.append(mask_bit | n)
-    elif n < 1 << 16:
-        head.append(mask_bit | 126)
-        head += struct.pack(">H", n)
-    else:
-        head.append(mask_bit | 127)
-        head += struct.pack(">Q", n)
-    if not masked:
-        return bytes(head) + payload
-    key = os.urandom(4)
-    head += key
-    return bytes(head) + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:

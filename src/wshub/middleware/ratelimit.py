@@ -13,12 +13,12 @@ checked on every call and dropped once refilled (a full bucket is the same as no
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
 from wshub.middleware.base import Next, Request, Response, reject
+from wshub.protocol.tokenbucket import TokenBucket
 
 __all__ = ["RateLimit"]
 
@@ -40,43 +40,35 @@ class RateLimit:
         self.burst = float(max(1, burst))
         self._clock = clock
         self._max_ips = max(1, max_ips)
-        # ip -> [tokens, last refill time]
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
         """IPs currently tracked."""
         return len(self._buckets)
 
-    def _tokens_at(self, bucket: list[float], now: float) -> float:
-        return min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * self.rate)
-
     def take(self, ip: str) -> float:
-        """Take a token for ``ip``: 0.0 if allowed, else the seconds until one is available."""
-        with self._lock:
-            now = self._clock()
-            buckets = self._buckets
-            for _ in range(2):  # opportunistic cleanup of refilled buckets
-                if not buckets:
-                    break
-                oldest_ip, oldest = next(iter(buckets.items()))
-                if oldest_ip == ip or self._tokens_at(oldest, now) < self.burst:
-                    break
+        """Take a token for ``ip``: 0.0 if allowed, else the seconds until one is available.
+
+        Runs in the accept path on the event loop's thread: no lock needed."""
+        now = self._clock()
+        buckets = self._buckets
+        for _ in range(2):  # opportunistic cleanup of refilled buckets
+            if not buckets:
+                break
+            oldest_ip, oldest = next(iter(buckets.items()))
+            if oldest_ip == ip or oldest.level(now) < self.burst:
+                break
+            buckets.popitem(last=False)
+        bucket = buckets.get(ip)
+        if bucket is None:
+            bucket = buckets[ip] = TokenBucket(self.rate, self.burst, now)
+            while len(buckets) > self._max_ips:
                 buckets.popitem(last=False)
-            bucket = buckets.get(ip)
-            if bucket is None:
-                bucket = [self.burst, now]
-                buckets[ip] = bucket
-                while len(buckets) > self._max_ips:
-                    buckets.popitem(last=False)
-            else:
-                buckets.move_to_end(ip)
-                bucket[0] = self._tokens_at(bucket, now)
-                bucket[1] = now
-            if bucket[0] >= 1.0:
-                bucket[0] -= 1.0
-                return 0.0
-            return (1.0 - bucket[0]) / self.rate
+        else:
+            buckets.move_to_end(ip)
+        if bucket.take(now):
+            return 0.0
+        return bucket.wait_time()
 
     def __call__(self, request: Request, call_next: Next) -> Response | None:
         wait = self.take(request.client_ip)

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wshub.brokers.base import ClientInfo
 from wshub.protocol.framing import text_frame
+from wshub.protocol.tokenbucket import TokenBucket
+
+__all__ = ["ClientSession", "HeldSink", "Sink", "Subscription", "TokenBucket"]
 
 if TYPE_CHECKING:
     from wshub.protocol.messages import Command
@@ -25,33 +28,6 @@ class Sink(Protocol):
     def send_frame(self, wire: bytes, size: int) -> bool:
         """Send a complete text frame built once for many sinks (``size``: payload bytes)."""
         ...
-
-
-class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; time is passed in."""
-
-    __slots__ = ("burst", "last", "rate", "tokens")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.last = now
-
-    def take(self, now: float, n: float = 1.0) -> bool:
-        tokens = self.tokens + (now - self.last) * self.rate
-        tokens = min(tokens, self.burst)
-        self.last = now
-        if tokens >= n:
-            self.tokens = tokens - n
-            return True
-        self.tokens = tokens
-        return False
-
-    def wait_time(self, n: float = 1.0) -> float:
-        """Seconds until ``n`` tokens are available (after the last ``take``)."""
-        missing = n - self.tokens
-        return 0.0 if missing <= 0 else missing / self.rate
 
 
 @dataclass(slots=True)
