@@ -9,15 +9,8 @@ import socket
 import struct
 
 
-def handshake(
-    port: int, path: str = "/echo", headers: dict[str, str] | None = None, rcvbuf: int = 0
-) -> tuple[socket.socket, int, bytes]:
-    """Open a TCP connection and send an upgrade; returns (sock, status, rest-of-response)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(5)
-    s.connect(("127.0.0.1", port))
+def upgrade_bytes(port: int, path: str, headers: dict[str, str] | None = None) -> bytes:
+    """A WebSocket upgrade request, with a fresh key and any extra ``headers``."""
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",
@@ -28,7 +21,19 @@ def handshake(
         "Sec-WebSocket-Version: 13",
     ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def handshake(
+    port: int, path: str = "/echo", headers: dict[str, str] | None = None, rcvbuf: int = 0
+) -> tuple[socket.socket, int, bytes]:
+    """Open a TCP connection and send an upgrade; returns (sock, status, rest-of-response)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", port))
+    s.sendall(upgrade_bytes(port, path, headers))
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(4096)

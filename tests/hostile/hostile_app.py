@@ -10,20 +10,11 @@ import os
 from typing import Any
 
 from wshub.app import App, RPCContext
-from wshub.transport.raw import RawConnection
+from wshub.example import echo_route, echo_rpc
 
 app = App()
-
-
-@app.route("/echo")
-async def echo_route(ws: RawConnection) -> None:
-    async for message in ws:
-        ws.send(message)
-
-
-@app.rpc("echo")
-async def echo_rpc(_ctx: RPCContext, data: Any) -> Any:
-    return data
+app.route("/echo")(echo_route)
+app.rpc("echo")(echo_rpc)
 
 
 @app.rpc("sleep")

@@ -8,7 +8,6 @@ Import as ``from hostile_helpers import ...`` (this folder is on ``sys.path`` un
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rawclient import frame as build_frame
+from rawclient import upgrade_bytes
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -285,20 +285,6 @@ class HttpResponse:
     status: int
     headers: dict[str, str]  # names lower-cased
     body: bytes
-
-
-def upgrade_bytes(port: int, path: str, headers: dict[str, str] | None) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: 127.0.0.1:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-    ]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
