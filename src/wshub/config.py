@@ -306,6 +306,26 @@ class LogConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     access: Annotated[bool, Meta(description="One JSON line per connection open and close.")] = True
 
 
+class RuntimeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The Python process ``wshub serve`` runs in (a library user's process is left alone)."""
+
+    gc_freeze: Annotated[
+        bool,
+        Meta(
+            description="After start-up, move every object alive then out of the cyclic "
+            "garbage collector's view (gc.freeze), so full collections scan only what "
+            "connections create."
+        ),
+    ] = True
+    gc_threshold: Annotated[
+        NonNegative,
+        Meta(
+            description="Allocations between young-generation collections (Python's default "
+            "is 700; every connection allocates dozens of tracked objects). 0: Python's default."
+        ),
+    ] = 20000
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The whole gateway configuration."""
 
@@ -346,6 +366,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     client: ClientConfig = msgspec.field(default_factory=ClientConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
     cors: CorsConfig = msgspec.field(default_factory=CorsConfig)
     namespaces: Annotated[
         list[NamespaceConfig],

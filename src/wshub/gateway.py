@@ -25,6 +25,7 @@ from wshub.metrics import Metrics
 from wshub.middleware.base import build_chain
 from wshub.middleware.chain import default_chain
 from wshub.node import Node
+from wshub.runtime import tune_gc
 from wshub.transport.raw import RawRoute
 from wshub.transport.server import Route, Server
 
@@ -165,6 +166,7 @@ async def serve(config: Config, app: App | None = None) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, gw.request_stop)
     await gw.start()
+    tune_gc(config.runtime)
     print(_banner(gw), flush=True)
     await gw.wait_stopped()
     await gw.shutdown()
