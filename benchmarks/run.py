@@ -570,6 +570,7 @@ def parse_yardstick(line: str) -> tuple[str, int, str, dict[str, Any]] | None:
     if scenario == "idle":
         metrics = {
             "opened": kv.get("opened"),
+            "accepts_per_s": kv.get("rate"),
             "rss_full_mb": _mb(kv.get("rss_full_kb")),
             "kb_per_conn": kv.get("per_conn_kb"),
         }
@@ -915,6 +916,7 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
                 lines += [f"`{label}`:", "", "```toml", text.rstrip(), "```", ""]
         lines += ["</details>", ""]
     lines += ["## Results", ""]
+    lines += targets_section(suite)
 
     for key, title, note, ref, metric in report_tables(a):
         lines += render_table(Table(title, note, dict(res.get(key, {})), ref, metric))
@@ -983,6 +985,9 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
                         + bound
                     )
             lines.append("")
+    analysis = HERE / "ANALYSIS.md"
+    if analysis.exists():
+        lines += [analysis.read_text().rstrip(), ""]
     if charts:
         lines += ["## Charts", ""] + [f"![{c.stem}]({c.name})" for c in charts] + [""]
     lines += [
@@ -998,6 +1003,82 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
     path = out_dir / "RESULTS.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def targets_section(suite: Suite) -> list[str]:
+    """Issue 5's targets, each against the Go reference measured in the same run (medians)."""
+    res = suite.results
+
+    def median_of(key: str, row: str, metric: str) -> float | None:
+        return med([r.get(metric) for r in res.get(key, {}).get(row, [])])
+
+    def ratio(key: str, metric: str) -> tuple[float | None, float | None, float | None]:
+        g, w = median_of(key, "gin", metric), median_of(key, "wshub", metric)
+        return g, w, (w / g if g and w is not None else None)
+
+    rows: list[tuple[str, str, str, str, bool | None]] = []
+    g, w, r = ratio("yardstick:echo", "rate_per_s")
+    rows.append(
+        ("echo RPC throughput >= 1.0x", f"{_fmt(g)}/s", f"{_fmt(w)}/s", _fmt(r), _ok(r, 1.0))
+    )
+    g, w, r = ratio("yardstick:fanout80k", "p99_ms")
+    lost = sum(x.get("lost") or 0 for x in res.get("yardstick:fanout80k", {}).get("wshub", []))
+    rows.append(
+        (
+            "fan-out 80k/s to 1000: p99 <= 1.0x, none lost",
+            f"{_fmt(g)} ms",
+            f"{_fmt(w)} ms, {lost:.0f} lost",
+            _fmt(r),
+            None if r is None else (r <= 1.0 and lost == 0),
+        )
+    )
+    for shape, per_target in res.get("sweep", {}).items():
+        best = {t: max_rate_under(st, P99_BUDGET_MS)[0] for t, st in per_target.items()}
+        gb, wb = best.get("gin"), best.get("wshub")
+        rows.append(
+            (
+                f"highest rate with p99 < {P99_BUDGET_MS:.0f} ms >= Go's ({shape})",
+                f"{_fmt(gb)}/s",
+                f"{_fmt(wb)}/s",
+                _fmt(wb / gb) if gb and wb else "-",
+                None if gb is None or wb is None else wb >= gb,
+            )
+        )
+    g, w, r = ratio("yardstick:idle", "kb_per_conn")
+    rows.append(
+        (
+            "<= 12 KB RSS per idle connection (5000 held)",
+            f"{_fmt(g)} KB",
+            f"{_fmt(w)} KB",
+            _fmt(r),
+            None if w is None else w <= 12,
+        )
+    )
+    for key, label in (
+        ("yardstick:idle", "accept rate >= 0.75x (yardstick, 5000 connects)"),
+        ("storm", f"accept rate >= 0.75x (storm, {suite.args.storm} connects)"),
+    ):
+        metric = "accepts_per_s" if key == "yardstick:idle" else "connects_per_s"
+        g, w, r = ratio(key, metric)
+        if r is not None:
+            rows.append((label, f"{_fmt(g)}/s", f"{_fmt(w)}/s", _fmt(r), _ok(r, 0.75)))
+    out = [
+        "### Against the targets",
+        "",
+        "Issue 5's targets; each figure is the median over this run's rounds, the Go "
+        "reference measured in the same run.",
+        "",
+        "| target | Go reference | wshub | ratio | met |",
+        "|---|---|---|---|---|",
+    ]
+    for label, gv, wv, rv, ok in rows:
+        met = "-" if ok is None else ("yes" if ok else "**no**")
+        out.append(f"| {label} | {gv} | {wv} | {rv} | {met} |")
+    return [*out, ""]
+
+
+def _ok(ratio: float | None, at_least: float) -> bool | None:
+    return None if ratio is None else ratio >= at_least
 
 
 def make_charts(suite: Suite, out_dir: Path) -> list[Path]:

@@ -124,6 +124,10 @@ class Node:
         self._presence_channels: dict[str, int] = {}
         self.started_at = time.time()
         self.draining = False
+        # Sessions that have not sent connect yet, oldest first (monotonic open time): one
+        # sweeper timer closes the stale ones, instead of a timer per connection.
+        self._pending: dict[ClientSession, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -133,6 +137,9 @@ class Node:
             self._spawn(self._presence_refresher())
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
@@ -184,14 +191,33 @@ class Node:
         s.bucket = TokenBucket(c.command_rate, c.command_burst, now) if c.command_rate > 0 else None
         s.connected_at = time.time()
         conn.ctx = s
-        timeout = self.config.websocket.connect_timeout
-        if timeout > 0:
-            s.timer = asyncio.get_running_loop().call_later(timeout, self._stale, s)
+        if self.config.websocket.connect_timeout > 0:
+            self._pending[s] = now
+            if self._sweeper is None:
+                self._arm_sweeper(now)
 
-    def _stale(self, s: ClientSession) -> None:
-        s.timer = None
-        if not s.connected and not s.closed:
-            _close(s, codes.DISCONNECT_STALE)
+    def _arm_sweeper(self, now: float) -> None:
+        """Fire when the oldest pending session goes stale; later ones that go stale within
+        a tenth of the timeout (at most 0.5 s) are closed in the same pass."""
+        timeout = self.config.websocket.connect_timeout
+        oldest = next(iter(self._pending.values()))
+        delay = max(oldest + timeout - now, 0.0) + min(timeout / 10, 0.5)
+        self._sweeper = asyncio.get_running_loop().call_later(delay, self._sweep_stale)
+
+    def _sweep_stale(self) -> None:
+        self._sweeper = None
+        now = time.monotonic()
+        cutoff = now - self.config.websocket.connect_timeout
+        pending = self._pending
+        while pending:
+            s, opened = next(iter(pending.items()))
+            if opened > cutoff:
+                break
+            del pending[s]
+            if not s.connected and not s.closed:
+                _close(s, codes.DISCONNECT_STALE)
+        if pending:
+            self._arm_sweeper(now)
 
     def send_ping(self, conn: Connection) -> None:
         s: ClientSession = conn.ctx
@@ -224,6 +250,7 @@ class Node:
             s.timer.cancel()
             s.timer = None
         if not s.connected:
+            self._pending.pop(s, None)
             return
         self.hub.remove_client(s)
         for sub in list(s.subs.values()):
@@ -487,9 +514,7 @@ class Node:
         s.name = req.name
         s.version = req.version
         s.connected = True
-        if s.timer is not None:
-            s.timer.cancel()
-            s.timer = None
+        self._pending.pop(s, None)
         self.hub.add_client(s)
         result_subs: dict[str, m.SubscribeResult] = {}
         for ch in channels:

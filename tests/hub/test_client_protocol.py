@@ -310,6 +310,43 @@ async def test_stale_connection_without_connect_is_closed(gateway_factory: Gatew
     assert code == 3502
 
 
+async def test_stale_sweep_closes_each_late_connection_on_time_and_spares_the_rest(
+    gateway_factory: GatewayFactory,
+) -> None:
+    # One sweeper serves every pending connection: connections opened at different times
+    # each go stale about connect_timeout after their own open, never early; the ones that
+    # sent connect in time (even just before their deadline) stay.
+    timeout = 0.6
+    gw = await gateway_factory(
+        make_config(token__hmac_secret=SECRET, websocket={"connect_timeout": timeout})
+    )
+    loop = asyncio.get_running_loop()
+
+    async def stale_after(t0: float, ws: websockets.ClientConnection) -> float:
+        code, _ = await closed_with(ws)
+        assert code == 3502
+        return loop.time() - t0
+
+    watchers: list[asyncio.Task[float]] = []
+    for _ in range(3):
+        for _ in range(5):
+            t0 = loop.time()
+            ws = await websockets.connect(ws_url(gw))
+            watchers.append(asyncio.create_task(stale_after(t0, ws)))
+        await asyncio.sleep(0.25)
+    keeper = await websockets.connect(ws_url(gw))
+    await asyncio.sleep(timeout * 0.7)
+    await connect(keeper, token())
+    try:
+        waited = await asyncio.gather(*watchers)
+        assert min(waited) >= timeout
+        assert max(waited) < timeout + 0.5
+        await keeper.send(json.dumps({"id": 2, "rpc": {"method": "nope"}}))
+        assert (await recv_json(keeper))["id"] == 2  # the connected one is still there
+    finally:
+        await keeper.close()
+
+
 async def test_force_recovery_makes_every_subscription_recoverable(gw: Any) -> None:
     async with websockets.connect(ws_url(gw)) as ws:
         await connect(ws, token())

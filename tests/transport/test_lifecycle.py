@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import websockets
 
 from rawclient import close_code, frame, handshake, read_frames
-from support import GatewayFactory, make_config, ws_url
+from support import GatewayFactory, make_config, open_namespace, ws_url
 from wshub.app import App
 from wshub.transport.raw import RawConnection
 
@@ -186,3 +189,51 @@ async def test_close_handshake_from_client_is_echoed(gw: Any) -> None:
     frames = await loop.run_in_executor(None, read_frames, sock)
     sock.close()
     assert close_code(frames) == 4000
+
+
+async def test_a_closed_connection_leaves_no_reference_cycle(
+    gateway_factory: GatewayFactory,
+) -> None:
+    # Reference counting alone must free a finished connection (hub session or raw route):
+    # a cycle per connection would leave every closed one to the cyclic collector, which
+    # wshub serve runs rarely (runtime.gc_threshold).
+    cfg = make_config(client={"allow_anonymous": True}, namespaces=[open_namespace()])
+    gw = await gateway_factory(cfg, _app())
+
+    async def hub_client(i: int) -> None:
+        async with websockets.connect(ws_url(gw)) as ws:
+            await ws.send(json.dumps({"id": 1, "connect": {}}))
+            await ws.recv()
+            await ws.send(json.dumps({"id": 2, "subscribe": {"channel": f"c{i % 3}"}}))
+            await ws.recv()
+
+    async def raw_client(i: int) -> None:
+        async with websockets.connect(ws_url(gw, "/echo")) as ws:
+            await ws.send(f"m{i}")
+            assert await ws.recv() == f"m{i}"
+
+    async def wait_until(cond: Callable[[], bool]) -> None:
+        for _ in range(200):
+            if cond():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("timed out")
+
+    async def one_round() -> None:
+        for i in range(20):
+            await hub_client(i)
+            await raw_client(i)
+        await wait_until(lambda: len(gw.server.connections) == 0)
+        await asyncio.sleep(0.1)  # let the handler tasks and close callbacks finish
+
+    await one_round()  # warm caches (interned strings, metric children, code lookups)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await one_round()
+        gc.collect()
+        kinds = {type(o).__qualname__ for o in gc.garbage}
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not kinds & {"Connection", "ClientSession", "RawConnection", "Request"}, kinds

@@ -27,6 +27,7 @@ from wshub.errors import DisconnectError, ProtocolViolation
 from wshub.middleware.base import CloseInfo, Request
 from wshub.protocol.assembler import MessageAssembler
 from wshub.protocol.framing import small_header
+from wshub.transport.timers import Timer
 
 if TYPE_CHECKING:
     from wshub.transport.server import Route, Server
@@ -117,7 +118,7 @@ class Connection(WSListener):
         self.bytes_out = 0
         self._frames_in = 0
         self._assembler = MessageAssembler(server.config.websocket.max_message_size)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._ping_mark = 0
         self._idle_mark = 0
         self._idle_since = self._opened_mono
@@ -272,6 +273,9 @@ class Connection(WSListener):
                 bytes_out=self.bytes_out,
             )
         )
+        # The handler's per-connection object usually points back here: drop the link so
+        # reference counting frees both now, instead of leaving a cycle for the collector.
+        self.ctx = None
 
     # -- sending -----------------------------------------------------------------------
 
@@ -402,7 +406,7 @@ class Connection(WSListener):
     def _schedule(self, delay: float, cb: Callable[[], None]) -> None:
         self._cancel_timer()
         if delay > 0:
-            self._timer = self.server.loop.call_later(delay, cb)
+            self._timer = self.server.timers.call_later(delay, cb)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -73,8 +73,11 @@ class RawConnection:
 
     async def recv(self) -> str | bytes:
         while not self._queue:
-            if self._closed is not None:
-                raise self._closed
+            closed = self._closed
+            if closed is not None:
+                # a fresh exception each time: raising the stored one would tie its
+                # traceback (and this connection) into a reference cycle
+                raise ConnectionClosed(closed.code, closed.reason)
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

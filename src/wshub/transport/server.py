@@ -37,6 +37,7 @@ from wshub.metrics import Metrics
 from wshub.middleware.base import Next, Request, Response, reject
 from wshub.middleware.clientip import resolve_client_ip
 from wshub.transport.connection import Connection, Handler
+from wshub.transport.timers import TimerWheel
 
 log = logging.getLogger("wshub.transport")
 
@@ -178,6 +179,7 @@ class Server:
         self.accepting = True
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: TimerWheel | None = None
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(4)
         self._picows_logger = PicowsLog(logging.getLogger("wshub.picows"), {})
@@ -191,6 +193,12 @@ class Server:
         assert self._loop is not None
         return self._loop
 
+    @property
+    def timers(self) -> TimerWheel:
+        """The connections' heartbeat and close timers."""
+        assert self._timers is not None
+        return self._timers
+
     def add_route(self, route: Route) -> None:
         self.routes[route.path] = route
 
@@ -201,6 +209,7 @@ class Server:
 
     async def start(self, *, sock: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
+        self._timers = TimerWheel(self._loop)
         ws = self.config.websocket
         handshake_timeout = ws.handshake_timeout or None
         max_frame = ws.max_message_size
@@ -379,6 +388,8 @@ class Server:
                     conn.abort()
         if self._server is not None:
             await self._server.wait_closed()
+        if self._timers is not None:
+            self._timers.close()
 
 
 def _upgrade_problem(req: WSUpgradeRequest) -> Response | None:
