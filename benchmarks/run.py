@@ -781,10 +781,10 @@ def render_table(t: Table) -> list[str]:
 
 
 def merge_sweep_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per offered rate, the median of each figure over the rounds (``lost`` and
-    ``dropped_connections``: the worst). A round whose sweep stopped before a rate counts
-    as failing it: its p99 there is taken as the load generator's stop threshold and its
-    delivery rate as 0, so a step passes only if most rounds passed it."""
+    """Per offered rate, the median of each figure over the rounds. A round whose sweep
+    stopped before a rate counts as failing it: its p99 there is taken as the load
+    generator's stop threshold, its delivery rate as 0 and its losses as 1, so a step
+    passes only if most rounds passed it."""
     offered = sorted({s["offered_deliveries_per_s"] for st in rounds for s in st})
     stop_us = 2_000_000
     merged: list[dict[str, Any]] = []
@@ -799,7 +799,7 @@ def merge_sweep_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any
         for key in ("server_cpu", "load_cpu"):
             row[key] = med([s.get(key) for s in steps])
         for key in ("lost", "dropped_connections"):
-            row[key] = max((s.get(key) or 0 for s in steps), default=0)
+            row[key] = med([s.get(key) or 0 for s in steps] + [1] * missing)
         merged.append(row)
     return merged
 
@@ -1033,15 +1033,23 @@ def targets_section(suite: Suite) -> list[str]:
         )
     )
     for shape, per_target in res.get("sweep", {}).items():
-        best = {t: max_rate_under(st, P99_BUDGET_MS)[0] for t, st in per_target.items()}
-        gb, wb = best.get("gin"), best.get("wshub")
+        gb, g_failed = max_rate_under(per_target.get("gin", []), P99_BUDGET_MS)
+        wb, w_failed = max_rate_under(per_target.get("wshub", []), P99_BUDGET_MS)
+        met: bool | None
+        if wb is None:
+            met = False if gb is not None else None
+        elif gb is None:
+            met = True
+        else:
+            # equal is enough: both at the top step means both passed every step
+            met = wb >= gb
         rows.append(
             (
                 f"highest rate with p99 < {P99_BUDGET_MS:.0f} ms >= Go's ({shape})",
-                f"{_fmt(gb)}/s",
-                f"{_fmt(wb)}/s",
+                _limit(gb, g_failed),
+                _limit(wb, w_failed),
                 _fmt(wb / gb) if gb and wb else "-",
-                None if gb is None or wb is None else wb >= gb,
+                met,
             )
         )
     g, w, r = ratio("yardstick:idle", "kb_per_conn")
@@ -1072,9 +1080,15 @@ def targets_section(suite: Suite) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for label, gv, wv, rv, ok in rows:
-        met = "-" if ok is None else ("yes" if ok else "**no**")
-        out.append(f"| {label} | {gv} | {wv} | {rv} | {met} |")
+        verdict = "-" if ok is None else ("yes" if ok else "**no**")
+        out.append(f"| {label} | {gv} | {wv} | {rv} | {verdict} |")
     return [*out, ""]
+
+
+def _limit(best: int | None, failed: bool) -> str:
+    if best is None:
+        return "below the first step"
+    return f"{best:,}/s" + ("" if failed else " (every step passed)")
 
 
 def _ok(ratio: float | None, at_least: float) -> bool | None:
@@ -1197,7 +1211,7 @@ def make_charts(suite: Suite, out_dir: Path) -> list[Path]:
 # -------------------------------------------------------------------------- entry point
 
 FULL_COMMAND = ".venv/bin/python benchmarks/run.py"
-FULL_MINUTES = 13
+FULL_MINUTES = 24
 
 
 def build_parser() -> argparse.ArgumentParser:

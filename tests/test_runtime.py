@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,10 +60,11 @@ def _gc_line(env: dict[str, str]) -> dict[str, Any]:
     )
     try:
         assert proc.stdout is not None
+        deadline = time.monotonic() + 60
         for line in proc.stdout:
             if line.startswith("{") and '"gc_tuned"' in line:
                 return dict(json.loads(line))
-            if line.startswith("wshub: WebSocket"):
+            if line.startswith("wshub: WebSocket") or time.monotonic() > deadline:
                 break
         pytest.fail("no gc_tuned line before the banner")
     finally:
@@ -70,18 +72,27 @@ def _gc_line(env: dict[str, str]) -> dict[str, Any]:
         proc.wait(10)
 
 
-def test_serve_tunes_its_process() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WSHUB_")}
-    line = _gc_line(env)
-    assert line["threshold"][0] == 20000
-    assert line["frozen"] > 10_000
+def _python_default_threshold() -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", "import gc; print(gc.get_threshold()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return int(out.stdout)
 
 
-def test_serve_tuning_can_be_turned_off() -> None:
+def test_serve_tunes_its_process_and_can_leave_it_alone() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WSHUB_")}
+    tuned = _gc_line(env)
+    assert tuned["threshold"][0] == 20000
+    assert tuned["frozen"] > 10_000
+
     env["WSHUB_RUNTIME__GC_THRESHOLD"] = "0"
     env["WSHUB_RUNTIME__GC_FREEZE"] = "false"
-    line = _gc_line(env)
-    assert line["threshold"][0] == 700
-    # a few hundred objects start out in the permanent generation on CPython 3.12
-    assert line["frozen"] < 1000
+    untouched = _gc_line(env)
+    assert untouched["threshold"][0] == _python_default_threshold()
+    # CPython may start with a few objects in the permanent generation; a freeze after
+    # start-up moves tens of thousands there
+    assert untouched["frozen"] < tuned["frozen"] // 10

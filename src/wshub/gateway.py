@@ -158,15 +158,19 @@ class Gateway:
         await self.shutdown()
 
 
-async def serve(config: Config, app: App | None = None) -> int:
-    """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit status."""
+async def serve(config: Config, app: App | None = None, *, tune_process: bool = False) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit status.
+
+    ``tune_process``: apply ``config.runtime`` (the garbage collector) once started; only
+    ``wshub serve``, which owns its process, asks for it."""
     gw = Gateway(config, app)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, gw.request_stop)
     await gw.start()
-    tune_gc(config.runtime)
+    if tune_process:
+        tune_gc(config.runtime)
     print(_banner(gw), flush=True)
     await gw.wait_stopped()
     await gw.shutdown()
@@ -196,6 +200,6 @@ def run(config: Config) -> int:
     try:
         import uvloop  # noqa: PLC0415
 
-        return uvloop.run(serve(config, app))
+        return uvloop.run(serve(config, app, tune_process=True))
     except ImportError:
-        return asyncio.run(serve(config, app))
+        return asyncio.run(serve(config, app, tune_process=True))

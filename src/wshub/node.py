@@ -140,6 +140,7 @@ class Node:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        self._pending.clear()
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:

@@ -261,21 +261,24 @@ class Connection(WSListener):
         except Exception:
             log.exception("connection handler failed on close", extra={"conn_id": self.id})
         self.server.unregister(self)
-        self.request.run_close_callbacks(
-            CloseInfo(
-                conn_id=self.id,
-                code=self.close_code,
-                reason=self.close_reason,
-                duration=time.monotonic() - self._opened_mono,
-                messages_in=self.messages_in,
-                messages_out=self.messages_out,
-                bytes_in=self.bytes_in,
-                bytes_out=self.bytes_out,
+        try:
+            self.request.run_close_callbacks(
+                CloseInfo(
+                    conn_id=self.id,
+                    code=self.close_code,
+                    reason=self.close_reason,
+                    duration=time.monotonic() - self._opened_mono,
+                    messages_in=self.messages_in,
+                    messages_out=self.messages_out,
+                    bytes_in=self.bytes_in,
+                    bytes_out=self.bytes_out,
+                )
             )
-        )
-        # The handler's per-connection object usually points back here: drop the link so
-        # reference counting frees both now, instead of leaving a cycle for the collector.
-        self.ctx = None
+        finally:
+            # The handler's per-connection object usually points back here: drop the link
+            # so reference counting frees both now, instead of leaving a cycle for the
+            # collector.
+            self.ctx = None
 
     # -- sending -----------------------------------------------------------------------
 

@@ -163,6 +163,9 @@ class RawRoute:
         if raw is not None:
             raw._close(code, reason)
         task = conn.task
+        # RawRoute.tasks keeps the task until it ends; the connection must not (a cancelled
+        # task's traceback holds the connection: a reference cycle)
+        conn.task = None
         if task is not None and not task.done():
             # Give the handler one loop turn to see ConnectionClosed, then cancel it.
             asyncio.get_running_loop().call_soon(task.cancel)

@@ -15,6 +15,9 @@ from collections.abc import Callable
 
 log = logging.getLogger("wshub.transport")
 
+# Delays from here on (about 30 years, and inf) are never scheduled.
+_NEVER = 1e9
+
 
 class Timer:
     """A scheduled callback; ``cancel()`` is idempotent and safe after it ran."""
@@ -31,17 +34,20 @@ class Timer:
 class TimerWheel:
     """Owns the loop timers of its slots; :meth:`close` cancels them all."""
 
-    __slots__ = ("_handles", "_loop", "_resolution", "_slots")
+    __slots__ = ("_closed", "_handles", "_loop", "_resolution", "_slots")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = 0.05) -> None:
         self._loop = loop
         self._resolution = resolution
         self._slots: dict[int, list[Timer]] = {}
         self._handles: dict[int, asyncio.TimerHandle] = {}
+        self._closed = False
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         """Run ``callback`` once, no sooner than ``delay`` seconds from now."""
         timer = Timer(callback)
+        if self._closed or not delay < _NEVER:
+            return timer  # never runs (``inf`` is a valid configured interval)
         # the first slot that starts at or after the deadline
         slot = -int(-(self._loop.time() + delay) // self._resolution)
         timers = self._slots.get(slot)
@@ -64,12 +70,13 @@ class TimerWheel:
             except Exception:
                 log.exception("timer callback failed")
 
-    def __len__(self) -> int:
+    def pending(self) -> int:
         """Timers still to run (cancelled ones excluded)."""
         return sum(t.callback is not None for timers in self._slots.values() for t in timers)
 
     def close(self) -> None:
-        """Cancel every pending timer."""
+        """Cancel every pending timer; later ones never run."""
+        self._closed = True
         for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
