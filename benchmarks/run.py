@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """The wshub benchmark suite: one command, writes ``benchmarks/RESULTS.md`` and its charts.
 
-    .venv/bin/python benchmarks/run.py               # full run: 3 interleaved rounds, 5 s each
+    .venv/bin/python benchmarks/run.py               # full run: 3 interleaved rounds (5 for the
+                                                     # yardstick), 5 s each
     .venv/bin/python benchmarks/run.py --smoke       # the whole pipeline, short (labelled smoke)
     .venv/bin/python benchmarks/run.py --only storm,idle --rounds 1
 
 What it runs (servers pinned to CPU 0, load generators to CPU 1, as ../shared/bench/compare.sh):
 
 * ``yardstick`` - the shared side-by-side benchmark (``benchmarks/compare.sh gin product``:
-  echo, fanout40k, fanout80k, idle 5000) with ``ROUNDS`` rounds, gin and wshub interleaved.
+  echo, fanout40k, fanout80k, idle 5000) with ``--yardstick-rounds`` rounds, interleaved.
 * ``idle``    - 10k idle connections held: RSS per connection (gin and wshub).
 * ``storm``   - 10k connects as fast as they come (loadgen ``-mode conns``; gin and wshub).
 * ``fanout``  - 10k subscribers over 100 channels at a fixed offered rate (gin and wshub).
@@ -256,11 +257,12 @@ class Suite:
 
     def yardstick(self) -> None:
         a = self.args
-        env = dict(os.environ, ROUNDS=str(a.rounds), D=f"{a.duration}s", BENCH_BIN=str(BIN))
+        rounds = a.yardstick_rounds
+        env = dict(os.environ, ROUNDS=str(rounds), D=f"{a.duration}s", BENCH_BIN=str(BIN))
         env["IDLE"] = str(a.yardstick_idle)
         argv = [str(HERE / "compare.sh"), "gin", "product"]
         self.commands["yardstick"] = (
-            f"ROUNDS={a.rounds} D={a.duration}s IDLE={a.yardstick_idle} {shlex.join(argv)}"
+            f"ROUNDS={rounds} D={a.duration}s IDLE={a.yardstick_idle} {shlex.join(argv)}"
         )
         log(f"yardstick: {self.commands['yardstick']}")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
@@ -893,7 +895,9 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
         "",
         *res["_meta"]["machine"],
         f"- suite: `{res['_meta']['command']}` "
-        f"({a.rounds} round(s), {a.duration} s per measurement, "
+        f"({a.rounds} round(s); the yardstick "
+        f"{getattr(a, 'yardstick_rounds', None) or a.rounds}, the sweeps "
+        f"{getattr(a, 'sweep_rounds', None) or 1}; {a.duration} s per measurement, "
         f"{res['_meta'].get('secs', 0) / 60:.1f} min in all)",
         "",
         "### Commands",
@@ -1211,7 +1215,7 @@ def make_charts(suite: Suite, out_dir: Path) -> list[Path]:
 # -------------------------------------------------------------------------- entry point
 
 FULL_COMMAND = ".venv/bin/python benchmarks/run.py"
-FULL_MINUTES = 24
+FULL_MINUTES = 27
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1270,6 +1274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sweep-rounds", type=int, default=None, help="sweep rounds (default: --rounds)"
     )
+    p.add_argument(
+        "--yardstick-rounds",
+        type=int,
+        default=None,
+        help="compare.sh rounds (default: --rounds + 2; its p99 figures are the noisiest)",
+    )
     return p
 
 
@@ -1289,8 +1299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.sweep_rates = "10000,20000,40000,60000,80000,120000,160000"
         args.recovery_iters = 5
         args.idle_hold = 2.0
+        args.yardstick_rounds = args.yardstick_rounds or 1
     if args.sweep_rounds is None:
         args.sweep_rounds = args.rounds
+    if args.yardstick_rounds is None:
+        args.yardstick_rounds = args.rounds + 2
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.middlewares = [s.strip() for s in args.middlewares.split(",") if s.strip()]
     args.sweep_shapes = [s.strip() for s in args.sweep_shapes.split(",") if s.strip()]

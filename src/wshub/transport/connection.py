@@ -75,6 +75,7 @@ class Connection(WSListener):
         "_paused_reading",
         "_ping_mark",
         "_timer",
+        "_write",
         "bytes_in",
         "bytes_out",
         "close_code",
@@ -124,12 +125,15 @@ class Connection(WSListener):
         self._idle_since = self._opened_mono
         self._paused_reading = False
         self._out: list[bytes] | None = None
+        self._write: Callable[[bytes], object] | None = None
+        """The socket transport's ``write``, bound once (the fan-out hot path)."""
 
     # -- picows callbacks ------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         raw = transport.underlying_transport
+        self._write = raw.write
         ws = self.server.config.websocket
         raw.set_write_buffer_limits(
             high=ws.send_queue_bytes, low=min(ws.write_buffer_low, ws.send_queue_bytes // 2)
@@ -246,6 +250,7 @@ class Connection(WSListener):
             return
         self.closed = True
         self.closing = True
+        self._write = None
         self._cancel_timer()
         hs = transport.close_handshake
         if hs is not None and hs.sent is not None and not hs.recv_then_sent:
@@ -327,9 +332,10 @@ class Connection(WSListener):
     def _flush(self) -> None:
         out = self._out
         self._out = None
-        if out and not self.closing and self.transport is not None:
+        write = self._write
+        if out and not self.closing and write is not None:
             data = out[0] if len(out) == 1 else b"".join(out)
-            self.transport.underlying_transport.write(data)
+            write(data)
             if len(data) > _LARGE:
                 self._check_queue()
 

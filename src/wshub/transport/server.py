@@ -354,7 +354,8 @@ class Server:
         dirty, self._dirty = self._dirty, []
         self._flush_scheduled = False
         for conn in dirty:
-            conn.flush()
+            if conn._out is not None:
+                conn._flush()
 
     def slow_disconnect(self, conn: Connection) -> Disconnect:
         assert conn.route is not None
