@@ -794,7 +794,11 @@ def merge_sweep_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any
         found = [next((s for s in st if s["offered_deliveries_per_s"] == o), None) for st in rounds]
         steps = [s for s in found if s is not None]
         missing = len(found) - len(steps)
-        row: dict[str, Any] = {"offered_deliveries_per_s": o, "rounds": len(steps)}
+        row: dict[str, Any] = {
+            "offered_deliveries_per_s": o,
+            "rounds": len(steps),
+            "of": len(found),
+        }
         for key in ("delivered_per_s", "p50_us", "p90_us", "p99_us", "max_us"):
             fill = 0.0 if key == "delivered_per_s" else float(stop_us)
             row[key] = med([s.get(key) for s in steps] + [fill] * missing)
@@ -950,9 +954,12 @@ def write_report(suite: Suite, out_dir: Path) -> Path:
                     s = next((x for x in st if x["offered_deliveries_per_s"] == o), None)
                     if s is None:
                         continue
+                    reached = ""
+                    if s.get("rounds", 1) < s.get("of", 1):
+                        reached = f" (reached in {s['rounds']} of {s['of']} rounds)"
                     cells = [
                         f"{o:,}",
-                        t,
+                        t + reached,
                         _fmt(s["delivered_per_s"]),
                         _fmt(_ms(s["p50_us"])),
                         _fmt(_ms(s["p99_us"])),
@@ -1115,7 +1122,9 @@ def make_charts(suite: Suite, out_dir: Path) -> list[Path]:
     if sw:
         fig, axes = plt.subplots(len(sw), 2, figsize=(12, 4.5 * len(sw)), squeeze=False)
         for (shape, per_target), (ax_lat, ax_thr) in zip(sw.items(), axes, strict=True):
-            for t, steps in per_target.items():
+            for t, all_steps in per_target.items():
+                # steps most rounds never reached (the sweep had stopped) are not drawn
+                steps = [s for s in all_steps if s.get("rounds", 1) * 2 > s.get("of", 1)]
                 xs = [s["offered_deliveries_per_s"] / 1000 for s in steps]
                 c = colors.get(t)
                 ax_lat.plot(xs, [_ms(s["p50_us"]) for s in steps], "o--", color=c, label=f"{t} p50")
