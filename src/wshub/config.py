@@ -255,6 +255,13 @@ class NamespaceConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allow_publish_for_anonymous: Annotated[
         bool, Meta(description="Anonymous clients may publish from the client side.")
     ] = False
+    client_publication_exclude_client_info: Annotated[
+        bool,
+        Meta(
+            description="Leave the publisher's client info out of client-side publications "
+            "(smaller pushes, and subscribers do not learn who published)."
+        ),
+    ] = False
     allow_presence_for_subscriber: Annotated[
         bool, Meta(description="Subscribers may call presence and presence_stats.")
     ] = False

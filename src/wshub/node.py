@@ -835,9 +835,10 @@ class Node:
         if held is not None:
             s.conn = held
         try:
-            await self.publish(
-                channel, data, info=s.info(sub.chan_info if sub is not None else None), opts=opts
-            )
+            info = None
+            if not opts.client_publication_exclude_client_info:
+                info = s.info(sub.chan_info if sub is not None else None)
+            await self.publish(channel, data, info=info, opts=opts)
         finally:
             if held is not None:
                 s.conn = s.real

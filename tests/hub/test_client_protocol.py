@@ -69,6 +69,9 @@ async def gw(gateway_factory: GatewayFactory) -> Any:
             {"name": "closed"},
             open_namespace("hist", history_size=10, history_ttl=60),
             open_namespace("forced", history_size=10, history_ttl=60, force_recovery=True),
+            open_namespace(
+                "anon", history_size=10, history_ttl=60, client_publication_exclude_client_info=True
+            ),
         ],
     )
     return await gateway_factory(cfg, app)
@@ -144,6 +147,22 @@ async def test_publication_reaches_other_subscribers_with_offsets(gw: Any) -> No
         assert [p["data"] for p in pubs] == [0, 1, 2]
         assert [p["offset"] for p in pubs] == [1, 2, 3]
         assert pubs[0]["info"]["user"] == "b"
+
+
+async def test_exclude_client_info_leaves_the_publisher_out(gw: Any) -> None:
+    # client_publication_exclude_client_info: neither the push nor history names the publisher.
+    async with websockets.connect(ws_url(gw)) as a, websockets.connect(ws_url(gw)) as b:
+        await connect(a, token("a"))
+        await connect(b, token("b"))
+        await a.send(json.dumps({"id": 2, "subscribe": {"channel": "anon:x"}}))
+        await recv_json(a)
+        await b.send(json.dumps({"id": 3, "publish": {"channel": "anon:x", "data": {"n": 1}}}))
+        assert (await recv_json(b))["id"] == 3
+        pub = (await recv_json(a))["push"]["pub"]
+        assert pub == {"data": {"n": 1}, "offset": 1}
+        await a.send(json.dumps({"id": 4, "history": {"channel": "anon:x", "limit": 5}}))
+        hist = (await recv_json(a))["history"]["publications"]
+        assert [p.get("info") for p in hist] == [None]
 
 
 async def test_recovery_returns_exactly_the_missed_publications(gw: Any) -> None:

@@ -120,7 +120,7 @@ class RedisBroker:
                 await reader
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer redis-py
         for waiters in self._acks.values():
             for fut in waiters:
                 fut.cancel()

@@ -74,7 +74,8 @@ class Hub:
         """Hand ``payload`` to every live subscriber of ``channel``; returns how many.
 
         The WebSocket frame is built once; each subscriber's connection queues the same
-        bytes and writes them at the end of the loop iteration."""
+        bytes, and the server writes the queues at the end of the loop iteration, a batch
+        of connections per iteration (``transport.server.FLUSH_BATCH``)."""
         subs = self.channels.get(channel)
         if not subs:
             return 0

@@ -309,9 +309,10 @@ class Connection(WSListener):
 
     def send_frame(self, wire: bytes, size: int) -> bool:
         """Queue a complete frame (``size`` payload bytes) built once for many
-        connections. It leaves with everything else queued in this loop iteration, in one
-        write: under load, publications that arrive together cost one syscall per
-        subscriber, not one per publication."""
+        connections. It leaves with everything else queued for this connection before the
+        server gets to it (:meth:`Server.flush_soon`), in one write: under load,
+        publications that arrive together cost one syscall per subscriber, not one per
+        publication."""
         if self.closing or self.transport is None:
             return False
         self.messages_out += 1
