@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from support import (  # noqa: F401 - re-exported for tests that import from conftest
+    REDIS_URL,
     GatewayFactory,
     http_url,
     listen_socket,
@@ -38,3 +40,15 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
     yield make
     for gw in reversed(started):
         await gw.shutdown()
+
+
+@pytest.fixture
+async def redis_ok() -> None:
+    """Skips the test when no Redis answers at ``REDIS_URL``."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except Exception:
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    finally:
+        await client.aclose()

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+import websockets
 
 from wshub.config import Config, NamespaceConfig
 from wshub.gateway import Gateway
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the tests' real Redis
 
 
 def open_namespace(name: str = "", **overrides: Any) -> NamespaceConfig:
@@ -62,3 +67,28 @@ def ws_url(gw: Gateway, path: str = "/connection/websocket") -> str:
 
 def http_url(gw: Gateway, path: str = "") -> str:
     return f"http://127.0.0.1:{gw.http_port}{path}"
+
+
+async def recv(ws: websockets.ClientConnection, timeout: float = 3.0) -> dict[str, Any]:
+    """The next protocol message from ``ws``, skipping ``{}`` pings."""
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if msg:
+            return msg  # type: ignore[no-any-return]
+
+
+async def call(ws: websockets.ClientConnection, cid: int, **cmd: Any) -> dict[str, Any]:
+    """Send command ``cid`` and return its reply (pushes before it are skipped)."""
+    await ws.send(json.dumps({"id": cid, **cmd}))
+    while True:
+        msg = await recv(ws)
+        if msg.get("id") == cid:
+            return msg
+
+
+async def next_push(ws: websockets.ClientConnection, kind: str) -> dict[str, Any]:
+    """The next push of ``kind`` (pub, join, leave, unsubscribe ...), skipping others."""
+    while True:
+        push = (await recv(ws)).get("push", {})
+        if kind in push:
+            return push  # type: ignore[no-any-return]

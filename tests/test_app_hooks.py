@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import websockets
 
-from support import GatewayFactory, make_config, open_namespace, ws_url
+from support import GatewayFactory, call, make_config, open_namespace, recv, ws_url
 from wshub import (
     Allow,
     App,
@@ -25,21 +25,6 @@ from wshub import (
     SubscribeContext,
 )
 from wshub.codes import DISCONNECT_FORCE_NO_RECONNECT, ERROR_PERMISSION_DENIED
-
-
-async def recv(ws: websockets.ClientConnection, timeout: float = 2.0) -> dict[str, Any]:
-    while True:
-        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if msg:  # skip {} pings
-            return msg  # type: ignore[no-any-return]
-
-
-async def call(ws: websockets.ClientConnection, cid: int, **cmd: Any) -> dict[str, Any]:
-    await ws.send(json.dumps({"id": cid, **cmd}))
-    while True:
-        msg = await recv(ws)
-        if msg.get("id") == cid:
-            return msg
 
 
 def hooks_app(events: list[Any]) -> App:

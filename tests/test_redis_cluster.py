@@ -3,55 +3,14 @@ nodes; each node has its own clients. Real Redis on 127.0.0.1:6379."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import secrets
-from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 import websockets
 
-from support import GatewayFactory, make_config, open_namespace, ws_url
+from support import REDIS_URL, GatewayFactory, call, make_config, next_push, open_namespace, ws_url
 
 pytestmark = pytest.mark.redis
-
-URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def redis_ok() -> None:
-    client = aioredis.Redis.from_url(URL)
-    try:
-        await client.ping()
-    except Exception:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    finally:
-        await client.aclose()
-
-
-async def recv(ws: websockets.ClientConnection, timeout: float = 3.0) -> dict[str, Any]:
-    while True:
-        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if msg:
-            return msg  # type: ignore[no-any-return]
-
-
-async def call(ws: websockets.ClientConnection, cid: int, **cmd: Any) -> dict[str, Any]:
-    await ws.send(json.dumps({"id": cid, **cmd}))
-    while True:
-        msg = await recv(ws)
-        if msg.get("id") == cid:
-            return msg
-
-
-async def next_push(ws: websockets.ClientConnection, kind: str) -> dict[str, Any]:
-    """The next push of ``kind`` (join, leave, pub ...), skipping other pushes."""
-    while True:
-        msg = await recv(ws)
-        push = msg.get("push", {})
-        if kind in push:
-            return push  # type: ignore[no-any-return]
 
 
 async def test_two_nodes_share_channels_presence_and_history(
@@ -60,7 +19,7 @@ async def test_two_nodes_share_channels_presence_and_history(
     ns = f"t{secrets.token_hex(4)}"  # fresh channels: Redis is shared across tests
     cfg = make_config(
         engine="redis",
-        redis_url=URL,
+        redis_url=REDIS_URL,
         client={"allow_anonymous": True},
         namespaces=[
             open_namespace(

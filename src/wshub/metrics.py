@@ -135,7 +135,9 @@ class Metrics:
             "wshub_broker_errors", "Engine operation failures.", registry=r
         )
         self.broker_reconnects = Counter(
-            "wshub_broker_reconnects", "Engine reconnections.", registry=r
+            "wshub_broker_reconnects",
+            "Times the broker's subscription connection was lost and came back.",
+            registry=r,
         )
         self.handler_errors = Counter(
             "wshub_handler_errors", "Handlers that raised, by hook.", ["hook"], registry=r
@@ -180,6 +182,9 @@ class Metrics:
 
     def dead_peer(self) -> None:
         self.dead_peers.inc()
+
+    def broker_resynced(self) -> None:
+        self.broker_reconnects.inc()
 
     def command(self, name: str) -> None:
         self.commands.labels(name).inc()

@@ -127,6 +127,10 @@ class Node:
         # Sessions that have not sent connect yet, oldest first (monotonic open time): one
         # sweeper timer closes the stale ones, instead of a timer per connection.
         self._pending: dict[ClientSession, float] = {}
+        # channel -> (epoch, offset) of the newest publication this node has seen there, for
+        # channels with history and local subscribers: a publication that skips ahead, or a
+        # broker resync with the history ahead of it, means this node missed some.
+        self._positions: dict[str, tuple[str, int]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -236,11 +240,7 @@ class Node:
         deadline = time.time() - self.config.client.expire_grace
         for sub in [x for x in s.subs.values() if x.expires_at is not None]:
             if sub.expires_at is not None and sub.expires_at < deadline:
-                del s.subs[sub.channel]
-                self._drop_subscription(s, sub)
-                u = codes.UNSUBSCRIBE_EXPIRED
-                push = m.Push(channel=sub.channel, unsubscribe=m.UnsubscribePush(u.code, u.reason))
-                s.conn.send(_encode(m.Reply(push=push)))
+                self._end_subscription(s, sub.channel, codes.UNSUBSCRIBE_EXPIRED)
 
     def on_close(self, conn: Connection, code: int, reason: str) -> None:
         s: ClientSession | None = conn.ctx
@@ -730,6 +730,8 @@ class Node:
                 result.was_recovering = True
             else:
                 top = await self.engine.history.position(channel)
+            if channel in self.hub.channels:
+                self._positions.setdefault(channel, (top.epoch, top.offset))
             result.recoverable = sub.recoverable
             result.positioned = True
             result.epoch = top.epoch
@@ -774,9 +776,21 @@ class Node:
             recoverable=True,
         )
 
+    def _end_subscription(self, s: ClientSession, channel: str, why: codes.Unsubscribe) -> bool:
+        """End ``s``'s subscription to ``channel`` on the server's initiative and tell the
+        client (an unsubscribe push; codes from 2500 make the SDK resubscribe)."""
+        sub = s.subs.pop(channel, None)
+        if sub is None:
+            return False
+        self._drop_subscription(s, sub)
+        push = m.Push(channel=channel, unsubscribe=m.UnsubscribePush(why.code, why.reason))
+        s.conn.send(_encode(m.Reply(push=push)))
+        return True
+
     def _drop_subscription(self, s: ClientSession, sub: Subscription) -> None:
         channel = sub.channel
         if self.hub.remove_subscriber(channel, s):
+            self._positions.pop(channel, None)
             self._fire(self.engine.broker.unsubscribe(channel))
             self.metrics.channels.set(len(self.hub.channels))
         self.metrics.subscriptions.set(self.hub.num_subscriptions)
@@ -958,6 +972,12 @@ class Node:
         subs = self.hub.channels.get(channel)
         if not subs:
             return
+        if pub.offset:
+            last = self._positions.get(channel)
+            if last is None or last[0] != epoch or pub.offset > last[1]:
+                self._positions[channel] = (epoch, pub.offset)
+                if last is not None and (last[0] != epoch or pub.offset != last[1] + 1):
+                    self._missed(channel)
         frame = encode_publication_push(channel, pub)
         skipped = self.hub.skipped
         sent = self.hub.broadcast(channel, frame)
@@ -965,6 +985,33 @@ class Node:
             self.metrics.skipped_sends.inc(self.hub.skipped - skipped)
         latency = time.time() - pub.time_ms / 1000 if pub.time_ms else 0.0
         self.metrics.publication_delivered(sent, max(latency, 0.0))
+
+    def handle_resync(self) -> None:
+        """The broker's subscriptions came back after a loss: for each channel with history,
+        compare its stream top with the newest publication this node saw there."""
+        self.metrics.broker_resynced()
+        log.warning("broker resubscribed after a connection loss; checking channel positions")
+        for channel in list(self._positions):
+            self._fire(self._check_position(channel))
+
+    async def _check_position(self, channel: str) -> None:
+        top = await self.engine.history.position(channel)
+        last = self._positions.get(channel)
+        if last is not None and (top.epoch != last[0] or top.offset > last[1]):
+            self._positions[channel] = (top.epoch, top.offset)
+            self._missed(channel)
+
+    def _missed(self, channel: str) -> None:
+        """This node lost publications of ``channel``: its positioned subscribers get the
+        insufficient-state unsubscribe (2500), and their SDKs resubscribe and recover what
+        they missed from history."""
+        n = 0
+        for s in list(self.hub.subscribers(channel)):
+            sub = s.subs.get(channel)
+            if sub is not None and sub.positioned:
+                n += self._end_subscription(s, channel, codes.UNSUBSCRIBE_INSUFFICIENT)
+        if n:
+            log.warning("publications lost in %r; %d subscriber(s) told to resubscribe", channel, n)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self._push_join_leave(channel, encode_join_push(channel, info))
@@ -1012,21 +1059,8 @@ class Node:
         for s in self.hub.user_sessions(user):
             if client and s.client != client:
                 continue
-            sub = s.subs.pop(channel, None)
-            if sub is None:
-                continue
-            self._drop_subscription(s, sub)
-            u = codes.UNSUBSCRIBE_SERVER
-            s.conn.send(
-                _encode(
-                    m.Reply(
-                        push=m.Push(
-                            channel=channel, unsubscribe=m.UnsubscribePush(u.code, u.reason)
-                        )
-                    )
-                )
-            )
-            n += 1
+            if self._end_subscription(s, channel, codes.UNSUBSCRIBE_SERVER):
+                n += 1
         return n
 
     def send_to_user(self, user: str, data: bytes) -> int:

@@ -43,6 +43,7 @@ class RecordingHandler:
         self.joins: list[tuple[str, ClientInfo]] = []
         self.leaves: list[tuple[str, ClientInfo]] = []
         self.events: list[tuple[str, str]] = []  # (kind, channel) in arrival order
+        self.resyncs = 0
         self._changed = asyncio.Event()
 
     def handle_publication(self, channel: str, pub: Publication, epoch: str) -> None:
@@ -58,6 +59,11 @@ class RecordingHandler:
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
         self.leaves.append((channel, info))
         self.events.append(("leave", channel))
+        self._changed.set()
+
+    def handle_resync(self) -> None:
+        self.resyncs += 1
+        self.events.append(("resync", ""))
         self._changed.set()
 
     def pubs_in(self, channel: str) -> list[tuple[Publication, str]]:
@@ -132,14 +138,15 @@ async def memory_harness() -> AsyncIterator[EngineHarness]:
 @asynccontextmanager
 async def redis_harness(prefix: str | None = None) -> AsyncIterator[EngineHarness]:
     """A Redis engine under a unique prefix (or ``prefix``, to build a second node on it)."""
-    client = Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=1.0)
+    if prefix is None:
+        prefix = f"wshub.test.{uuid.uuid4().hex[:12]}."
+    # every connection carries a name (CLIENT LIST) so a test can find and kill its own
+    client = Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=1.0, client_name=prefix)
     try:
         await client.ping()
     except Exception as exc:  # Redis not answering: the only reason to skip
         await client.aclose()
         pytest.skip(f"Redis at {REDIS_HOST}:{REDIS_PORT} not reachable: {exc!r}")
-    if prefix is None:
-        prefix = f"wshub.test.{uuid.uuid4().hex[:12]}."
     engine = redis_engine(client, prefix=prefix)
 
     async def stored_channels() -> int:

@@ -580,3 +580,28 @@ async def test_redis_lost_meta_starts_a_new_stream() -> None:
         assert pos.epoch != old[0].epoch
         res = await h.engine.history.read("ch", limit=-1)
         assert [(p.offset, p.data) for p in res.publications] == [(1, b"new")]
+
+
+@pytest.mark.redis
+async def test_redis_pubsub_reconnects_resubscribes_and_reports_it() -> None:
+    async with redis_harness() as h:
+        assert h.redis is not None
+        broker = h.engine.broker
+        await broker.subscribe("ch")
+        await broker.subscribe("other")
+        pubsubs = await h.redis.client_list(_type="pubsub")
+        ours = [c["id"] for c in pubsubs if c.get("name") == h.prefix]
+        assert len(ours) == 1
+        await h.redis.client_kill_filter(_id=ours[0])  # a Redis restart, a network cut
+        await h.handler.wait_until(lambda: h.handler.resyncs == 1)
+        # subscribed again to both channels, on a new connection
+        await broker.publish("ch", pub(b"after"))
+        await broker.publish("other", pub(b"other"))
+        await h.handler.wait_until(lambda: len(h.handler.publications) == 2)
+        assert [(c, p.data) for c, p, _ in h.handler.publications] == [
+            ("ch", b"after"),
+            ("other", b"other"),
+        ]
+        assert h.handler.resyncs == 1
+        pubsubs = await h.redis.client_list(_type="pubsub")
+        assert [c["id"] for c in pubsubs if c.get("name") == h.prefix] != ours

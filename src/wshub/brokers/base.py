@@ -68,6 +68,11 @@ class BrokerEventHandler(Protocol):
 
     def handle_leave(self, channel: str, info: ClientInfo) -> None: ...
 
+    def handle_resync(self) -> None:
+        """The broker's subscriptions were down and are back (a reconnect): whatever was
+        published meanwhile never arrived. A broker that cannot lose its subscriptions
+        (memory) never calls it."""
+
 
 class Broker(Protocol):
     """Pub/sub between nodes. ``subscribe`` declares this node's interest in a channel;

@@ -14,6 +14,11 @@ script, so offsets and delivery order agree across nodes. ``RedisBroker.publish`
 skips publications with ``offset > 0`` (already broadcast by ``append``): the node calls
 ``append`` then ``publish`` for every engine, and each publication is delivered once.
 
+Connection loss: redis-py reconnects the pub/sub connection and subscribes again; what was
+published in between is gone. The broker then calls the handler's ``handle_resync``, and the
+node compares each channel's stream top with what it last saw (lost publications of a channel
+with history are recovered by its subscribers; without history they are simply missed).
+
 Pub/sub message: ``p{offset}\\n{epoch}\\n{body}`` for a publication, ``j{info}`` and
 ``l{info}`` for join and leave; bodies are msgpack.
 
@@ -105,6 +110,8 @@ class RedisBroker:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one SUBSCRIBE/UNSUBSCRIBE writer at a time
         self._acks: dict[bytes, deque[asyncio.Future[None]]] = {}
+        self._watching = False  # our reconnect callback is on the pub/sub connection
+        self._resync_pending = False
         self.subscribe_timeout = 5.0
 
     async def start(self, handler: BrokerEventHandler) -> None:
@@ -141,6 +148,9 @@ class RedisBroker:
         try:
             async with self._lock:
                 await pubsub.subscribe(name)
+                if not self._watching and pubsub.connection is not None:
+                    pubsub.connection.register_connect_callback(self._on_reconnect)
+                    self._watching = True
                 if self._reader is None:
                     self._reader = asyncio.create_task(self._read_loop(pubsub))
             async with asyncio.timeout(self.subscribe_timeout):
@@ -170,6 +180,17 @@ class RedisBroker:
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
         await self._client.publish(self._prefix + channel, b"l" + _encode_info(info))
 
+    async def _on_reconnect(self, connection: object) -> None:
+        # redis-py calls this after it has reconnected the pub/sub connection and re-sent
+        # SUBSCRIBE for every channel (its own callback runs first). Publications made while
+        # it was down are lost; the handler is told once the first confirmation is read,
+        # when the subscriptions are live again (_dispatch).
+        pubsub = self._pubsub
+        if pubsub is not None and pubsub.channels:
+            self._resync_pending = True
+        elif self._handler is not None:
+            self._handler.handle_resync()
+
     async def _read_loop(self, pubsub: PubSub) -> None:
         while True:
             try:
@@ -187,6 +208,11 @@ class RedisBroker:
         kind = msg["type"]
         name: bytes = msg["channel"]
         if kind == "subscribe":
+            if self._resync_pending:
+                self._resync_pending = False
+                if self._handler is not None:
+                    self._handler.handle_resync()
+                return
             waiters = self._acks.get(name)
             while waiters:
                 fut = waiters.popleft()
