@@ -29,6 +29,7 @@ from sdk_setup import GRACE, config, token
 from support import GatewayFactory, open_namespace, ws_url
 from wshub import codes
 from wshub.app import App
+from wshub.brokers.base import Publication
 from wshub.example import app as example_app
 from wshub.gateway import Gateway
 
@@ -392,6 +393,33 @@ async def test_recovery_after_the_server_drops_the_connection(
     pubs = [(p.pub.data["n"], p.pub.offset) for p in rec.of("publication")]
     assert pubs == [(1, 2), (2, 3), (3, 4), (4, 5)]
     assert len(crec.of("connected")) == 2
+
+
+async def test_a_publication_the_node_missed_is_recovered_by_the_sdk(
+    gateway_factory: GatewayFactory, clients: Clients
+) -> None:
+    """The node sees an offset skip (publication 2 reached history, never the node): the
+    SDK gets unsubscribe 2500, resubscribes on its own and recovers, in order, once."""
+    gw = await gateway_factory(config())
+    channel = "hist:gap"
+    c, crec = clients(ws_url(gw), token=token("alice"))
+    await c.connect()
+    sub, rec = subscribe(c, channel, recoverable=True)
+    await sub.subscribe()
+    await sub.ready(WAIT)
+    await gw.node.publish(channel, b'{"n":1}')
+    await rec.wait("publication")
+    await gw.node.engine.history.append(channel, Publication(data=b'{"n":2}'), size=100, ttl=300)
+    await gw.node.publish(channel, b'{"n":3}')
+    _, again = await rec.wait("subscribed", count=2)
+    assert again.was_recovering and again.recovered
+    (subscribing,) = rec.of("subscribing")[1:]
+    assert subscribing.code == codes.UNSUBSCRIBE_INSUFFICIENT.code
+    await rec.wait("publication", count=3)
+    await asyncio.sleep(0.3)  # any duplicate would arrive meanwhile
+    pubs = [(p.pub.data["n"], p.pub.offset) for p in rec.of("publication")]
+    assert pubs == [(1, 1), (2, 2), (3, 3)]
+    assert len(crec.of("connected")) == 1  # the connection stayed up
 
 
 async def test_unrecoverable_gap_is_reported(
