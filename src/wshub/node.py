@@ -705,6 +705,37 @@ class Node:
         s.subs[channel] = sub
         first = self.hub.add_subscriber(channel, s)
         self.metrics.subscriptions.set(self.hub.num_subscriptions)
+        try:
+            await self._attach_engine(
+                s, sub, result, first=first, recovering=recovering, offset=offset, epoch=epoch
+            )
+        except BaseException:
+            # An engine failure (Redis down, a corrupt key) fails the subscribe: the client
+            # must not stay half-subscribed (receiving, yet refused a retry as "already
+            # subscribed"). No join went out yet, so no leave either.
+            if s.subs.get(channel) is sub:
+                del s.subs[channel]
+                self._drop_subscription(s, sub, leave=False)
+            raise
+        if opts.join_leave:
+            info = s.info(sub.chan_info)
+            s.defer(lambda: self._fire(self.engine.broker.publish_join(channel, info)))
+        return result
+
+    async def _attach_engine(
+        self,
+        s: ClientSession,
+        sub: Subscription,
+        result: m.SubscribeResult,
+        *,
+        first: bool,
+        recovering: bool,
+        offset: int,
+        epoch: str,
+    ) -> None:
+        """The engine side of :meth:`_attach`: broker, history (recovery), presence."""
+        channel = sub.channel
+        has_history = sub.positioned
         if first:
             self.metrics.channels.set(len(self.hub.channels))
             await self.engine.broker.subscribe(channel)
@@ -742,10 +773,6 @@ class Node:
             )
             if s.closed:  # closed during the add: on_close's remove may have run first
                 self._fire(self.engine.presence.remove(channel, s.client))
-        if opts.join_leave:
-            info = s.info(sub.chan_info)
-            s.defer(lambda: self._fire(self.engine.broker.publish_join(channel, info)))
-        return result
 
     async def _server_subscribe(
         self, s: ClientSession, channel: str, req: m.SubscribeRequest | None = None
@@ -787,7 +814,9 @@ class Node:
         s.conn.send(_encode(m.Reply(push=push)))
         return True
 
-    def _drop_subscription(self, s: ClientSession, sub: Subscription) -> None:
+    def _drop_subscription(
+        self, s: ClientSession, sub: Subscription, *, leave: bool = True
+    ) -> None:
         channel = sub.channel
         if self.hub.remove_subscriber(channel, s):
             self._positions.pop(channel, None)
@@ -797,7 +826,7 @@ class Node:
         if sub.presence:
             self._fire(self.engine.presence.remove(channel, s.client))
         opts = self.channels.options(channel)
-        if opts is not None and opts.join_leave:
+        if leave and opts is not None and opts.join_leave:
             self._fire(self.engine.broker.publish_leave(channel, s.info(sub.chan_info)))
 
     async def _unsubscribe(self, s: ClientSession, cmd_id: int, req: m.ChannelRequest) -> bytes:
@@ -991,15 +1020,25 @@ class Node:
         compare its stream top with the newest publication this node saw there."""
         self.metrics.broker_resynced()
         log.warning("broker resubscribed after a connection loss; checking channel positions")
-        for channel in list(self._positions):
-            self._fire(self._check_position(channel))
+        self._fire(self._check_positions(list(self._positions)))
 
-    async def _check_position(self, channel: str) -> None:
-        top = await self.engine.history.position(channel)
-        last = self._positions.get(channel)
-        if last is not None and (top.epoch != last[0] or top.offset > last[1]):
-            self._positions[channel] = (top.epoch, top.offset)
-            self._missed(channel)
+    async def _check_positions(self, channels: list[str]) -> None:
+        # One channel at a time: thousands of channels must not take thousands of engine
+        # connections at once. A channel whose position cannot be read is treated as
+        # missed (its subscribers resubscribe and recover), never as fine.
+        for channel in channels:
+            if channel not in self._positions:
+                continue  # its last local subscriber left meanwhile
+            try:
+                top = await self.engine.history.position(channel)
+            except Exception:
+                log.exception("cannot read the position of %r after a resync", channel)
+                self._missed(channel)
+                continue
+            last = self._positions.get(channel)
+            if last is not None and (top.epoch != last[0] or top.offset > last[1]):
+                self._positions[channel] = (top.epoch, top.offset)
+                self._missed(channel)
 
     def _missed(self, channel: str) -> None:
         """This node lost publications of ``channel``: its positioned subscribers get the
