@@ -4,6 +4,8 @@ an ordinary recovering resubscribe), instead of living with a silent gap."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 from typing import Any
 
@@ -11,11 +13,35 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
-from support import REDIS_URL, GatewayFactory, call, make_config, next_push, open_namespace, ws_url
-from wshub.brokers.base import Publication
+from support import (
+    REDIS_URL,
+    GatewayFactory,
+    call,
+    listen_socket,
+    make_config,
+    next_push,
+    open_namespace,
+    recv,
+    ws_url,
+)
+from wshub.brokers.base import Publication, StreamPosition
+from wshub.brokers.memory import MemoryHistory, memory_engine
 from wshub.brokers.redis import RedisHistory
 from wshub.codes import UNSUBSCRIBE_INSUFFICIENT
 from wshub.gateway import Gateway
+
+
+class GatedHistory(MemoryHistory):
+    """Memory history whose ``position`` answers, then waits for ``gate`` (when set) before
+    returning: a slow engine, with publications landing between the read and the reply."""
+
+    gate: asyncio.Event | None = None
+
+    async def position(self, channel: str) -> StreamPosition:
+        top = await super().position(channel)
+        if self.gate is not None:
+            await self.gate.wait()
+        return top
 
 
 def history_config(**overrides: Any) -> Any:
@@ -132,3 +158,36 @@ async def test_redis_pubsub_loss_is_noticed_and_recovered(
         if keys:
             await admin.delete(*keys)
         await admin.aclose()
+
+
+async def test_publications_during_a_subscribe_follow_its_reply() -> None:
+    """Pushes for a subscription never precede its confirmation (the SDKs drop them), and
+    what the reply's position already covers is not sent again."""
+    cfg, channel = history_config()
+    engine = memory_engine()
+    history = GatedHistory()
+    engine.history = history
+    gw = Gateway(cfg, engine=engine)
+    await gw.start(ws_sock=listen_socket(), http_sock=None)
+    try:
+        async with websockets.connect(ws_url(gw)) as ws:
+            await call(ws, 1, connect={})
+            await gw.node.publish(channel, b'{"n":1}')
+            history.gate = asyncio.Event()
+            await ws.send(
+                json.dumps({"id": 2, "subscribe": {"channel": channel, "recoverable": True}})
+            )
+            while channel not in gw.node.hub.channels:  # registered, reading history
+                await asyncio.sleep(0.01)
+            await gw.node.publish(channel, b'{"n":2}')  # after the read, before the reply
+            history.gate.set()
+            reply = await recv(ws)
+            assert reply["id"] == 2 and reply["subscribe"]["offset"] == 1
+            push = (await recv(ws))["push"]
+            assert (push["pub"]["data"], push["pub"]["offset"]) == ({"n": 2}, 2)
+            history.gate = None
+            await gw.node.publish(channel, b'{"n":3}')
+            push = (await recv(ws))["push"]
+            assert (push["pub"]["data"], push["pub"]["offset"]) == ({"n": 3}, 3)
+    finally:
+        await gw.shutdown()

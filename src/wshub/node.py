@@ -131,6 +131,9 @@ class Node:
         # channels with history and local subscribers: a publication that skips ahead, or a
         # broker resync with the history ahead of it, means this node missed some.
         self._positions: dict[str, tuple[str, int]] = {}
+        # channel -> session -> (offset, push) delivered while that session's subscribe was
+        # being answered: sent after its reply, less what the reply already covered.
+        self._syncing: dict[str, dict[ClientSession, list[tuple[int, bytes]]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -683,12 +686,17 @@ class Node:
         offset: int = 0,
         epoch: str = "",
         recoverable: bool = False,
+        after: list[Callable[[], None]] | None = None,
     ) -> m.SubscribeResult:
         """Subscribe ``s``: hub, broker, presence, join, and history recovery.
 
         Recovery is opt-in per subscription (the SDK's ``recoverable`` option, or
         ``recover`` on a resubscribe) unless the namespace sets ``force_recovery``.
+        What must follow the client's confirmation (the join, publications held meanwhile)
+        runs after the command's reply, or, with ``after``, when the caller runs that list
+        (after its subscribe push).
         """
+        defer = s.defer if after is None else after.append
         if s.closed:
             # The client left while a handler awaited (on_subscribe, on_connecting): its
             # on_close has already run, so nothing may be registered for it any more.
@@ -702,7 +710,11 @@ class Node:
             sub.positioned = True
         # Subscribe in the hub before reading history: nothing published from here on is
         # missed, and with the memory engine nothing runs in between at all.
+        # Publications that reach the hub before the reply is out are held for this
+        # session and sent after it (the SDKs ignore pushes for a subscription they have
+        # not seen confirmed), less those the reply's position or recovery covers.
         s.subs[channel] = sub
+        self._syncing.setdefault(channel, {})[s] = []
         first = self.hub.add_subscriber(channel, s)
         self.metrics.subscriptions.set(self.hub.num_subscriptions)
         try:
@@ -716,10 +728,13 @@ class Node:
             if s.subs.get(channel) is sub:
                 del s.subs[channel]
                 self._drop_subscription(s, sub, leave=False)
+            self._end_sync(channel, s)
             raise
+        covered = result.offset if sub.positioned else 0
+        defer(lambda: self._release_held(s, sub, covered))
         if opts.join_leave:
             info = s.info(sub.chan_info)
-            s.defer(lambda: self._fire(self.engine.broker.publish_join(channel, info)))
+            defer(lambda: self._fire(self.engine.broker.publish_join(channel, info)))
         return result
 
     async def _attach_engine(
@@ -775,7 +790,11 @@ class Node:
                 self._fire(self.engine.presence.remove(channel, s.client))
 
     async def _server_subscribe(
-        self, s: ClientSession, channel: str, req: m.SubscribeRequest | None = None
+        self,
+        s: ClientSession,
+        channel: str,
+        req: m.SubscribeRequest | None = None,
+        after: list[Callable[[], None]] | None = None,
     ) -> m.SubscribeResult | None:
         """Subscribe ``s`` to ``channel`` on the server's initiative; ``req`` is what the
         connect command's ``subs`` asks for the channel (recovery on reconnect)."""
@@ -792,7 +811,7 @@ class Node:
         if req is None:
             # A server-side subscription has no client option to opt in: with history on
             # it is always recoverable.
-            return await self._attach(s, sub, opts, recoverable=True)
+            return await self._attach(s, sub, opts, recoverable=True, after=after)
         return await self._attach(
             s,
             sub,
@@ -801,7 +820,26 @@ class Node:
             offset=req.offset,
             epoch=req.epoch,
             recoverable=True,
+            after=after,
         )
+
+    def _end_sync(self, channel: str, s: ClientSession) -> list[tuple[int, bytes]]:
+        syncing = self._syncing.get(channel)
+        if syncing is None:
+            return []
+        held = syncing.pop(s, [])
+        if not syncing:
+            del self._syncing[channel]
+        return held
+
+    def _release_held(self, s: ClientSession, sub: Subscription, covered: int) -> None:
+        """After the subscribe reply: what arrived meanwhile, past the reply's position."""
+        held = self._end_sync(sub.channel, s)
+        if s.closed or s.subs.get(sub.channel) is not sub:
+            return
+        for offset, push in held:
+            if offset == 0 or offset > covered:
+                s.conn.send(push)
 
     def _end_subscription(self, s: ClientSession, channel: str, why: codes.Unsubscribe) -> bool:
         """End ``s``'s subscription to ``channel`` on the server's initiative and tell the
@@ -818,6 +856,8 @@ class Node:
         self, s: ClientSession, sub: Subscription, *, leave: bool = True
     ) -> None:
         channel = sub.channel
+        if channel in self._syncing:
+            self._end_sync(channel, s)
         if self.hub.remove_subscriber(channel, s):
             self._positions.pop(channel, None)
             self._fire(self.engine.broker.unsubscribe(channel))
@@ -1008,8 +1048,12 @@ class Node:
                 if last is not None and (last[0] != epoch or pub.offset != last[1] + 1):
                     self._missed(channel)
         frame = encode_publication_push(channel, pub)
+        syncing = self._syncing.get(channel)
+        if syncing:
+            for held in syncing.values():
+                held.append((pub.offset, frame))
         skipped = self.hub.skipped
-        sent = self.hub.broadcast(channel, frame)
+        sent = self.hub.broadcast(channel, frame, syncing or ())
         if self.hub.skipped != skipped:
             self.metrics.skipped_sends.inc(self.hub.skipped - skipped)
         latency = time.time() - pub.time_ms / 1000 if pub.time_ms else 0.0
@@ -1080,7 +1124,8 @@ class Node:
         for s in self.hub.user_sessions(user):
             if client and s.client != client:
                 continue
-            res = await self._server_subscribe(s, channel)
+            after: list[Callable[[], None]] = []
+            res = await self._server_subscribe(s, channel, after=after)
             if res is None:
                 continue
             push = m.SubscribePush(
@@ -1090,6 +1135,8 @@ class Node:
                 positioned=res.positioned,
             )
             s.conn.send(_encode(m.Reply(push=m.Push(channel=channel, subscribe=push))))
+            for action in after:
+                action()
             n += 1
         return n
 

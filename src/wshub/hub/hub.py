@@ -7,7 +7,7 @@ is skipped and counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 from wshub.protocol.framing import text_frame
@@ -70,21 +70,27 @@ class Hub:
     def subscribers(self, channel: str) -> Iterable[ClientSession]:
         return self.channels.get(channel, {}).keys()
 
-    def broadcast(self, channel: str, payload: bytes) -> int:
+    def broadcast(self, channel: str, payload: bytes, skip: Collection[ClientSession] = ()) -> int:
         """Hand ``payload`` to every live subscriber of ``channel``; returns how many.
 
         The WebSocket frame is built once; each subscriber's connection queues the same
         bytes, and the server writes the queues at the end of the loop iteration, a batch
-        of connections per iteration (``transport.server.FLUSH_BATCH``)."""
+        of connections per iteration (``transport.server.FLUSH_BATCH``). Subscribers in
+        ``skip`` are left out (the node holds their deliveries back)."""
         subs = self.channels.get(channel)
         if not subs:
             return 0
         wire = text_frame(payload)
         size = len(payload)
         sent = 0
-        for s in subs:
-            if s.conn.send_frame(wire, size):
-                sent += 1
+        if skip:  # rare: subscribers whose subscribe reply is not out yet
+            for s in subs:
+                if s not in skip and s.conn.send_frame(wire, size):
+                    sent += 1
+        else:
+            for s in subs:
+                if s.conn.send_frame(wire, size):
+                    sent += 1
         skipped = len(subs) - sent
         if skipped:
             self.skipped += skipped
