@@ -107,3 +107,33 @@ async def test_resync_checks_every_channel(
             assert told == set(channels)
     finally:
         await drop_keys(admin, ns)
+
+
+async def test_a_burst_of_subscribes_waits_for_redis_connections(
+    gateway_factory: GatewayFactory, admin: aioredis.Redis
+) -> None:
+    """Far more concurrent engine calls than pooled connections: they queue for one (the
+    blocking pool), none fails."""
+    ns = f"t{secrets.token_hex(4)}"
+    cfg = make_config(
+        engine="redis",
+        redis_pool_size=3,  # the pub/sub connection takes one of them
+        client={"allow_anonymous": True},
+        namespaces=[open_namespace(ns, history_size=10, history_ttl=60, presence=True)],
+    )
+    gw = await gateway_factory(cfg)
+    try:
+        clients = [websockets.connect(ws_url(gw)) for _ in range(60)]
+        conns = [await c for c in clients]
+        try:
+            for ws in conns:
+                await call(ws, 1, connect={})
+            sub = {"channel": f"{ns}:room", "recoverable": True}
+            replies = await asyncio.gather(*(call(ws, 2, subscribe=sub) for ws in conns))
+            assert [r for r in replies if "error" in r] == []
+            assert len(gw.node.hub.channels[f"{ns}:room"]) == 60
+        finally:
+            for ws in conns:
+                await ws.close()
+    finally:
+        await drop_keys(admin, ns)

@@ -351,6 +351,17 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     redis_url: Annotated[str, Meta(description="Redis server URL (used when engine is redis).")] = (
         "redis://127.0.0.1:6379/0"
     )
+    redis_pool_size: Annotated[
+        Positive,
+        Meta(
+            description="Redis connections at most, the pub/sub one included; more concurrent "
+            "engine calls wait for one, up to redis_pool_timeout."
+        ),
+    ] = 100
+    redis_pool_timeout: Annotated[
+        Seconds,
+        Meta(description="Seconds an engine call waits for a free Redis connection."),
+    ] = 5.0
     api_key: Annotated[
         str,
         Meta(

@@ -51,11 +51,18 @@ def build_engine(config: Config) -> tuple[Engine, Callable[[], Awaitable[None]] 
     """The configured engine and, when the gateway owns a connection pool for it, the
     coroutine function that closes that pool (after the engine itself is closed)."""
     if config.engine == "redis":
-        from redis.asyncio import Redis  # noqa: PLC0415 - optional engine
+        from redis.asyncio import BlockingConnectionPool, Redis  # noqa: PLC0415 - optional
 
         from wshub.brokers.redis import redis_engine  # noqa: PLC0415
 
-        client = Redis.from_url(config.redis_url)
+        # A blocking pool: a burst of engine calls (a thousand clients resubscribing at
+        # once) waits for connections instead of failing once the pool is exhausted.
+        pool = BlockingConnectionPool.from_url(
+            config.redis_url,
+            max_connections=config.redis_pool_size,
+            timeout=config.redis_pool_timeout,
+        )
+        client = Redis.from_pool(pool)
         return redis_engine(client), client.aclose
     from wshub.brokers.memory import memory_engine  # noqa: PLC0415
 
