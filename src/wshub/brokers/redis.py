@@ -38,6 +38,8 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from wshub.brokers.base import (
@@ -197,6 +199,12 @@ class RedisBroker:
                 msg = await pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Redis restarted, a network cut: expected, and redis-py reconnects on the
+                # next read (then _on_reconnect). One line, not a traceback per retry.
+                logger.warning("redis pub/sub connection lost (%s); reconnecting", exc)
+                await asyncio.sleep(0.5)
+                continue
             except Exception:
                 logger.exception("redis pub/sub read failed; retrying")
                 await asyncio.sleep(0.5)
