@@ -1070,6 +1070,7 @@ class Node:
         # One channel at a time: thousands of channels must not take thousands of engine
         # connections at once. A channel whose position cannot be read is treated as
         # missed (its subscribers resubscribe and recover), never as fine.
+        behind = told = 0
         for channel in channels:
             if channel not in self._positions:
                 continue  # its last local subscriber left meanwhile
@@ -1077,14 +1078,24 @@ class Node:
                 top = await self.engine.history.position(channel)
             except Exception:
                 log.exception("cannot read the position of %r after a resync", channel)
-                self._missed(channel)
+                told += self._missed(channel, quiet=True)
+                behind += 1
                 continue
             last = self._positions.get(channel)
             if last is not None and (top.epoch != last[0] or top.offset > last[1]):
                 self._positions[channel] = (top.epoch, top.offset)
-                self._missed(channel)
+                told += self._missed(channel, quiet=True)
+                behind += 1
+        if behind:
+            log.warning(
+                "after the resync %d of %d channel(s) had lost publications; "
+                "%d subscriber(s) told to resubscribe",
+                behind,
+                len(channels),
+                told,
+            )
 
-    def _missed(self, channel: str) -> None:
+    def _missed(self, channel: str, *, quiet: bool = False) -> int:
         """This node lost publications of ``channel``: its positioned subscribers get the
         insufficient-state unsubscribe (2500), and their SDKs resubscribe and recover what
         they missed from history."""
@@ -1093,8 +1104,9 @@ class Node:
             sub = s.subs.get(channel)
             if sub is not None and sub.positioned:
                 n += self._end_subscription(s, channel, codes.UNSUBSCRIBE_INSUFFICIENT)
-        if n:
+        if n and not quiet:
             log.warning("publications lost in %r; %d subscriber(s) told to resubscribe", channel, n)
+        return n
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         self._push_join_leave(channel, encode_join_push(channel, info))

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import secrets
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -89,6 +90,23 @@ def _decode_pub(raw: bytes, offset: int) -> Publication:
 def _ms(seconds: float) -> int:
     """A positive ttl in whole milliseconds, 0 for "no expiry"."""
     return max(1, round(seconds * 1000)) if seconds > 0 else 0
+
+
+async def _retrying(command: Callable[[bytes], Awaitable[object]], name: bytes) -> None:
+    """SUBSCRIBE or UNSUBSCRIBE, again after a short pause when the pub/sub connection is
+    being lost or re-established under it (both are idempotent); the third failure raises.
+
+    redis-py reconnects from whichever call finds the connection down, so a command racing
+    the read loop's reconnect can also fail with asyncio's "readuntil() called while another
+    coroutine is already waiting" RuntimeError: retried like a connection error."""
+    for attempt in range(3):
+        try:
+            await command(name)
+            return
+        except (RedisConnectionError, RedisTimeoutError, RuntimeError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
 
 
 def _check_client(client: Redis) -> None:
@@ -149,7 +167,7 @@ class RedisBroker:
         waiters.append(fut)
         try:
             async with self._lock:
-                await pubsub.subscribe(name)
+                await _retrying(pubsub.subscribe, name)
                 if not self._watching and pubsub.connection is not None:
                     pubsub.connection.register_connect_callback(self._on_reconnect)
                     self._watching = True
@@ -168,7 +186,7 @@ class RedisBroker:
     async def unsubscribe(self, channel: str) -> None:
         pubsub = self._pubsub_or_raise()
         async with self._lock:
-            await pubsub.unsubscribe(self._prefix_b + channel.encode())
+            await _retrying(pubsub.unsubscribe, self._prefix_b + channel.encode())
 
     async def publish(self, channel: str, pub: Publication, epoch: str = "") -> None:
         if pub.offset > 0:
