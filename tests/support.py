@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+import redis.asyncio as aioredis
 import websockets
 
 from wshub.config import Config, NamespaceConfig
@@ -92,3 +93,13 @@ async def next_push(ws: websockets.ClientConnection, kind: str) -> dict[str, Any
         push = (await recv(ws)).get("push", {})
         if kind in push:
             return push  # type: ignore[no-any-return]
+
+
+async def kill_pubsub(admin: aioredis.Redis, name: str) -> str:
+    """Close the pub/sub connection of the Redis client named ``name`` (its ``client_name``)
+    from the Redis side, as a Redis restart or a network cut would; returns its id."""
+    clients = await admin.client_list(_type="pubsub")
+    ids = [c["id"] for c in clients if c.get("name") == name]
+    assert len(ids) == 1, clients
+    await admin.client_kill_filter(_id=ids[0])
+    return str(ids[0])

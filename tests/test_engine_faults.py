@@ -10,7 +10,16 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
-from support import REDIS_URL, GatewayFactory, call, make_config, open_namespace, recv, ws_url
+from support import (
+    REDIS_URL,
+    GatewayFactory,
+    call,
+    kill_pubsub,
+    make_config,
+    open_namespace,
+    recv,
+    ws_url,
+)
 from wshub.brokers.base import Publication
 from wshub.brokers.redis import RedisHistory
 from wshub.codes import ERROR_INTERNAL, UNSUBSCRIBE_INSUFFICIENT
@@ -93,10 +102,7 @@ async def test_resync_checks_every_channel(
             lost = RedisHistory(admin, publish=False)
             for ch in channels:
                 await lost.append(ch, Publication(data=b"0"), size=10, ttl=60)
-            (pubsub,) = [
-                c for c in await admin.client_list(_type="pubsub") if c.get("name") == name
-            ]
-            await admin.client_kill_filter(_id=pubsub["id"])
+            await kill_pubsub(admin, name)
             told: set[str] = set()
             async with asyncio.timeout(10):
                 while len(told) < len(channels):

@@ -17,6 +17,7 @@ from support import (
     REDIS_URL,
     GatewayFactory,
     call,
+    kill_pubsub,
     listen_socket,
     make_config,
     next_push,
@@ -118,15 +119,6 @@ async def test_publications_in_order_never_unsubscribe(gateway_factory: GatewayF
             seen.append(push["pub"]["offset"])
         assert seen == list(range(1, 21))
     assert gw.metrics.registry.get_sample_value("wshub_broker_reconnects_total") == 0
-
-
-async def kill_pubsub(admin: aioredis.Redis, name: str) -> None:
-    """Close the gateway's pub/sub connection from the Redis side (as a Redis restart or a
-    network cut would)."""
-    clients = await admin.client_list(_type="pubsub")
-    ids = [c["id"] for c in clients if c.get("name") == name]
-    assert len(ids) == 1, clients
-    await admin.client_kill_filter(_id=ids[0])
 
 
 @pytest.mark.redis

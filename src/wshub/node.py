@@ -728,7 +728,6 @@ class Node:
             if s.subs.get(channel) is sub:
                 del s.subs[channel]
                 self._drop_subscription(s, sub, leave=False)
-            self._end_sync(channel, s)
             raise
         covered = result.offset if sub.positioned else 0
         defer(lambda: self._release_held(s, sub, covered))
@@ -750,11 +749,10 @@ class Node:
     ) -> None:
         """The engine side of :meth:`_attach`: broker, history (recovery), presence."""
         channel = sub.channel
-        has_history = sub.positioned
         if first:
             self.metrics.channels.set(len(self.hub.channels))
             await self.engine.broker.subscribe(channel)
-        if has_history:
+        if sub.positioned:
             if recovering:
                 res = await self.engine.history.read(
                     channel, since=StreamPosition(offset, epoch), limit=-1
@@ -856,8 +854,7 @@ class Node:
         self, s: ClientSession, sub: Subscription, *, leave: bool = True
     ) -> None:
         channel = sub.channel
-        if channel in self._syncing:
-            self._end_sync(channel, s)
+        self._end_sync(channel, s)  # a subscribe still being answered holds nothing more
         if self.hub.remove_subscriber(channel, s):
             self._positions.pop(channel, None)
             self._fire(self.engine.broker.unsubscribe(channel))
@@ -1041,12 +1038,8 @@ class Node:
         subs = self.hub.channels.get(channel)
         if not subs:
             return
-        if pub.offset:
-            last = self._positions.get(channel)
-            if last is None or last[0] != epoch or pub.offset > last[1]:
-                self._positions[channel] = (epoch, pub.offset)
-                if last is not None and (last[0] != epoch or pub.offset != last[1] + 1):
-                    self._missed(channel)
+        if pub.offset and self._advance(channel, epoch, pub.offset, delivered=True):
+            self._missed(channel)
         frame = encode_publication_push(channel, pub)
         syncing = self._syncing.get(channel)
         if syncing:
@@ -1076,14 +1069,13 @@ class Node:
                 continue  # its last local subscriber left meanwhile
             try:
                 top = await self.engine.history.position(channel)
+                if channel not in self._positions:
+                    continue  # its last local subscriber left during the read
+                lost = self._advance(channel, top.epoch, top.offset, delivered=False)
             except Exception:
                 log.exception("cannot read the position of %r after a resync", channel)
-                told += self._missed(channel, quiet=True)
-                behind += 1
-                continue
-            last = self._positions.get(channel)
-            if last is not None and (top.epoch != last[0] or top.offset > last[1]):
-                self._positions[channel] = (top.epoch, top.offset)
+                lost = True
+            if lost:
                 told += self._missed(channel, quiet=True)
                 behind += 1
         if behind:
@@ -1094,6 +1086,19 @@ class Node:
                 len(channels),
                 told,
             )
+
+    def _advance(self, channel: str, epoch: str, offset: int, *, delivered: bool) -> bool:
+        """Record ``(epoch, offset)`` as the newest position this node knows in ``channel``
+        (a publication it is delivering, or the stream top after a resync); True when
+        publications before it never reached the node: another epoch, or a jump past the
+        last position seen (past it plus the one being delivered)."""
+        last = self._positions.get(channel)
+        if last is None:
+            self._positions[channel] = (epoch, offset)
+            return False
+        if last[0] != epoch or offset > last[1]:
+            self._positions[channel] = (epoch, offset)
+        return last[0] != epoch or offset - delivered > last[1]
 
     def _missed(self, channel: str, *, quiet: bool = False) -> int:
         """This node lost publications of ``channel``: its positioned subscribers get the

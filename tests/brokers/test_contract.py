@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+from support import kill_pubsub
 from wshub.brokers.base import ClientInfo, PresenceStats, Publication, StreamPosition
 from wshub.brokers.memory import MemoryBroker, MemoryHistory, MemoryPresence, memory_engine
 
@@ -589,10 +590,7 @@ async def test_redis_pubsub_reconnects_resubscribes_and_reports_it() -> None:
         broker = h.engine.broker
         await broker.subscribe("ch")
         await broker.subscribe("other")
-        pubsubs = await h.redis.client_list(_type="pubsub")
-        ours = [c["id"] for c in pubsubs if c.get("name") == h.prefix]
-        assert len(ours) == 1
-        await h.redis.client_kill_filter(_id=ours[0])  # a Redis restart, a network cut
+        ours = [await kill_pubsub(h.redis, h.prefix)]
         await h.handler.wait_until(lambda: h.handler.resyncs == 1)
         # subscribed again to both channels, on a new connection
         await broker.publish("ch", pub(b"after"))
